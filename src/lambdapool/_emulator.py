@@ -1,0 +1,254 @@
+"""The local emulator: a project's endpoints, each with its pool of real pipelines, behind Werkzeug.
+
+:class:`Emulator` is a context manager: entering it starts the fork server, reads the app's declarations
+(in a short-lived pipeline, never in this process), starts every pool's ``floor`` pipelines and binds the
+HTTP server; leaving it stops the server and every process it started.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from ._chalice_config import app_name, function_environment, read_chalice_config
+from ._forkserver import ForkServer
+from ._loader import AppLoadError, app_path
+from ._model import Pool, load_pool_override
+from ._runtime import EndpointRuntime, EndpointSpec
+from ._wire import ChannelClosed, recv_frame
+
+#: Always preloaded in the fork server: what every app.py imports.
+BASE_PRELOAD = ("json", "logging", "chalice", "lambdapool", "lambdapool.chalice")
+
+
+def third_party_imports(path: Path) -> list[str]:
+    """Top-level modules ``app.py`` imports that live outside its project (libraries worth preloading).
+
+    The project's own modules (``chalicelib``...) are left out: their init code must run in each pipeline.
+    """
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return []
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module.split(".")[0])
+    project = path.parent.resolve()
+    found: list[str] = []
+    for name in dict.fromkeys(names):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        origin = spec.origin if spec is not None else None
+        if spec is None or (origin and Path(origin).resolve().is_relative_to(project)):
+            continue
+        if spec.submodule_search_locations and any(
+            Path(location).resolve().is_relative_to(project) for location in spec.submodule_search_locations
+        ):
+            continue
+        found.append(name)
+    return found
+
+
+class ServedService:
+    """A served service: its id, API keys and endpoint runtimes."""
+
+    def __init__(self, service_id: str, description: str, api_keys: tuple[str, ...]):
+        self.service_id = service_id
+        self.description = description
+        self.api_keys = api_keys
+        self.endpoints: dict[str, EndpointRuntime] = {}
+
+
+class Emulator:
+    """Serve ``project_dir``'s function endpoints on ``host:port`` (``port=0`` picks a free port).
+
+    ``cold_start_delay_ms`` adds an emulated provider overhead to every pipeline start;
+    ``memory_check_interval_s`` is how often pipelines' resident memory is compared with ``memory_mb``.
+    Raises :class:`~lambdapool._loader.AppLoadError` from :meth:`start` if the app cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        project_dir: str | Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        stage: str = "dev",
+        cold_start_delay_ms: int = 0,
+        memory_check_interval_s: float = 0.01,
+        max_body_bytes: int = 6 * 2**20,
+    ):
+        self.project_dir = Path(project_dir).resolve()
+        self.host = host
+        self.port = port
+        self.stage = stage
+        self.cold_start_delay_ms = cold_start_delay_ms
+        self.max_body_bytes = max_body_bytes
+        self.services: dict[str, ServedService] = {}
+        self._memory_check_interval_s = memory_check_interval_s
+        self._chalice_config: dict[str, Any] = {}
+        self._app_name = ""
+        self._forkserver: ForkServer | None = None
+        self._server: BaseWSGIServer | None = None
+        self._serve_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Emulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Load the project, start the pools' floor pipelines and bind the HTTP server (not yet serving)."""
+        try:
+            path = app_path(self.project_dir)
+            self._chalice_config = read_chalice_config(self.project_dir)
+            self._app_name = app_name(self.project_dir, self._chalice_config)
+            self._forkserver = ForkServer(
+                preload=[*BASE_PRELOAD, *third_party_imports(path)], on_exit=self._on_pipeline_exit
+            )
+            self._forkserver.start()
+            self._build_services(self._describe())
+            for runtime in self.runtimes():
+                runtime.load()
+            self._watcher = threading.Thread(target=self._watch_memory, name="lambdapool-memory", daemon=True)
+            self._watcher.start()
+            from ._http import EmulatorApp
+
+            self._server = make_server(self.host, self.port, EmulatorApp(self), threaded=True)
+            self.port = self._server.server_port
+        except BaseException:
+            self.close()
+            raise
+
+    def serve_forever(self) -> None:
+        """Serve HTTP until :meth:`close` (from another thread) or Ctrl-C."""
+        assert self._server is not None, "call start() first"
+        self._server.serve_forever(poll_interval=0.1)
+
+    def serve_in_thread(self) -> None:
+        """Serve HTTP from a background thread (what tests and the pytest plugin use)."""
+        self._serve_thread = threading.Thread(target=self.serve_forever, name="lambdapool-http", daemon=True)
+        self._serve_thread.start()
+
+    def close(self) -> None:
+        """Stop serving and end every pipeline and the fork server. Safe to call twice."""
+        self._stopping.set()
+        server, self._server = self._server, None
+        if server is not None:
+            if self._serve_thread is not None:
+                server.shutdown()
+                self._serve_thread.join()
+            server.server_close()
+        for runtime in self.runtimes():
+            runtime.close()
+        forkserver, self._forkserver = self._forkserver, None
+        if forkserver is not None:
+            forkserver.stop()
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def runtimes(self) -> Iterator[EndpointRuntime]:
+        for service in list(self.services.values()):
+            yield from list(service.endpoints.values())
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "project": str(self.project_dir),
+            "app": self._app_name,
+            "stage": self.stage,
+            "forkServerPid": self._forkserver.pid if self._forkserver is not None else None,
+            "services": {
+                service.service_id: {
+                    "description": service.description,
+                    "authenticated": bool(service.api_keys),
+                    "endpoints": {name: runtime.status() for name, runtime in service.endpoints.items()},
+                }
+                for service in self.services.values()
+            },
+        }
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _pipeline_config(self, mode: str, service_id: str = "", endpoint_id: str = "", label: str = "") -> dict[str, Any]:
+        function_name = f"{service_id}-{endpoint_id}"
+        environment = function_environment(self._chalice_config, self.stage, function_name) if service_id else {}
+        environment.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        if service_id:
+            environment["AWS_LAMBDA_FUNCTION_NAME"] = f"{self._app_name}-{self.stage}-{function_name}"
+        environment["LAMBDAPOOL_STAGE"] = self.stage
+        return {
+            "mode": mode,
+            "projectDir": str(self.project_dir),
+            "serviceId": service_id,
+            "endpointId": endpoint_id,
+            "pipelineId": label,
+            "environment": environment,
+            "coldStartDelayMs": self.cold_start_delay_ms if mode == "serve" else 0,
+        }
+
+    def _describe(self) -> dict[str, Any]:
+        assert self._forkserver is not None
+        _pid, sock = self._forkserver.spawn(self._pipeline_config("describe"))
+        with sock:
+            try:
+                sock.settimeout(120)
+                header, _ = recv_frame(sock)
+            except (ChannelClosed, OSError, ValueError) as exc:
+                raise AppLoadError(f"loading {self.project_dir / 'app.py'} killed its process ({exc})") from exc
+        if header.get("op") == "init_error":
+            raise AppLoadError(header["error"]["detailedMessage"].rstrip() + "\n" + header["error"]["message"])
+        description: dict[str, Any] = header["description"]
+        return description
+
+    def _build_services(self, description: dict[str, Any]) -> None:
+        for service_data in description["services"]:
+            service = ServedService(service_data["serviceId"], service_data["description"], tuple(service_data["apiKeys"]))
+            for endpoint_data in service_data["endpoints"]:
+                pool = load_pool_override(
+                    self.project_dir, service.service_id, endpoint_data["endpointId"], Pool(**endpoint_data["pool"])
+                )
+                spec = EndpointSpec.from_description(endpoint_data, pool)
+                service.endpoints[spec.endpoint_id] = EndpointRuntime(spec, self._launch)
+            self.services[service.service_id] = service
+
+    def _launch(self, runtime: EndpointRuntime, pool_id: int) -> tuple[int, socket.socket]:
+        forkserver = self._forkserver
+        if forkserver is None:
+            raise RuntimeError("the emulator is stopped")
+        spec = runtime.spec
+        label = f"{spec.lambda_name}-{pool_id}"
+        return forkserver.spawn(self._pipeline_config("serve", spec.service_id, spec.endpoint_id, label))
+
+    def _on_pipeline_exit(self, pid: int, status: int) -> None:
+        for runtime in self.runtimes():
+            if runtime.on_exit(pid, status):
+                return
+
+    def _watch_memory(self) -> None:
+        while not self._stopping.wait(self._memory_check_interval_s):
+            for runtime in self.runtimes():
+                runtime.check_memory()
+

@@ -1,0 +1,198 @@
+"""The emulator's HTTP surface (DESIGN.md section 2) as a Werkzeug WSGI application."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from ._errors import LambdapoolError, NotFound, PayloadTooLarge, Unauthorized
+from ._metrics import EmulatorCollector
+from ._model import parse_body
+
+if TYPE_CHECKING:
+    from ._emulator import Emulator, ServedService
+    from ._runtime import CallResult
+
+log = logging.getLogger("lambdapool.http")
+_DRAIN_LIMIT_BYTES = 256 * 2**20  # past this an oversized upload is cut off instead of read and discarded
+
+_URLS = Map(
+    [
+        Rule("/public/api/v1/<service_id>/<endpoint_id>/run", endpoint="run", methods=["POST"]),
+        Rule("/__lambdapool__/status", endpoint="status", methods=["GET"]),
+        Rule("/metrics", endpoint="metrics", methods=["GET"]),
+    ],
+    strict_slashes=False,
+)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Response(data, status=status, headers=headers, content_type="application/json")
+
+
+def error_response(error: LambdapoolError) -> Response:
+    return json_response(error.to_json(), error.status, error.headers())
+
+
+def api_key_of(request: Request) -> str | None:
+    """The key a caller presents: HTTP Basic user name (Dataiku's client) or a Bearer token."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[0] or None
+    return None
+
+
+def is_authorized(service: ServedService, request: Request) -> bool:
+    """Whether the request carries one of the service's keys (always, for a service without keys).
+
+    Every key is compared, in constant time, whatever matches, so timing tells nothing about them.
+    """
+    if not service.api_keys:
+        return True
+    presented = (api_key_of(request) or "").encode()
+    matched = False
+    for key in service.api_keys:
+        matched |= hmac.compare_digest(presented, key.encode())
+    return matched
+
+
+def read_body(request: Request, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes; raises :class:`PayloadTooLarge` beyond it.
+
+    An oversized body is read and discarded (up to a bound) so that the client, still sending, gets the
+    413 instead of a reset connection.
+    """
+    stream = request.stream
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        _drain(stream, declared)
+        raise _too_large(limit, declared)
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        _drain(stream, None)
+        raise _too_large(limit, declared)
+    return bytes(data)
+
+
+def _too_large(limit: int, size: int | None) -> PayloadTooLarge:
+    got = f" ({size} bytes)" if size is not None else ""
+    return PayloadTooLarge(
+        f"request body{got} is over the {limit}-byte limit",
+        f"request bodies are limited to {limit} bytes, Lambda's synchronous payload limit; pass large data "
+        "through S3 and send its key instead",
+    )
+
+
+def _drain(stream: Any, declared: int | None) -> None:
+    remaining = min(declared, _DRAIN_LIMIT_BYTES) if declared is not None else _DRAIN_LIMIT_BYTES
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 2**20))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+
+
+def envelope(result: CallResult) -> bytes:
+    """The run route's 200 body, with the function's result spliced in without re-encoding it."""
+    return b"".join(
+        (
+            b'{"response":',
+            result.result,
+            b',"timing":',
+            json.dumps(result.timing).encode(),
+            b',"apiContext":',
+            json.dumps(result.api_context).encode(),
+            b"}",
+        )
+    )
+
+
+class EmulatorApp:
+    """The WSGI application of one :class:`~lambdapool._emulator.Emulator`."""
+
+    def __init__(self, emulator: Emulator):
+        self.emulator = emulator
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(EmulatorCollector(emulator))
+        self._views: dict[str, Callable[..., Response]] = {
+            "run": self.run,
+            "status": self.status,
+            "metrics": self.metrics,
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self.dispatch(request)
+        return response(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        adapter = _URLS.bind_to_environ(request.environ)
+        try:
+            name, arguments = adapter.match()
+            return self._views[str(name)](request, **arguments)
+        except LambdapoolError as error:
+            return error_response(error)
+        except MethodNotAllowed as exc:
+            allowed = ", ".join(exc.valid_methods or [])
+            body = {
+                "errorType": "MethodNotAllowed",
+                "message": f"{request.method} is not allowed on {request.path}",
+                "detailedMessage": f"allowed methods: {allowed}",
+            }
+            return json_response(body, 405, {"Allow": allowed})
+        except HTTPException:
+            return error_response(NotFound(f"no route {request.method} {request.path}"))
+        except Exception:
+            log.exception("internal error answering %s %s", request.method, request.path)
+            body = {"errorType": "InternalError", "message": "the emulator failed", "detailedMessage": "see its log"}
+            return json_response(body, 500)
+
+    # -- views ----------------------------------------------------------------------------------------
+
+    def _service(self, service_id: str, request: Request) -> ServedService:
+        service = self.emulator.services.get(service_id)
+        if service is None:
+            raise NotFound(f"unknown service {service_id!r}", f"services: {', '.join(self.emulator.services) or 'none'}")
+        if not is_authorized(service, request):
+            raise Unauthorized(
+                f"service {service_id!r} requires an API key",
+                "send the key as HTTP Basic user name (empty password) or as 'Authorization: Bearer <key>'",
+            )
+        return service
+
+    def run(self, request: Request, service_id: str, endpoint_id: str) -> Response:
+        service = self._service(service_id, request)
+        runtime = service.endpoints.get(endpoint_id)
+        if runtime is None:
+            raise NotFound(
+                f"unknown endpoint {service_id}/{endpoint_id}",
+                f"endpoints of {service_id}: {', '.join(service.endpoints) or 'none'}",
+            )
+        payload = parse_body(read_body(request, self.emulator.max_body_bytes))
+        arguments = runtime.spec.parameters.bind(payload)
+        return json_response(envelope(runtime.call(arguments)))
+
+    def status(self, request: Request) -> Response:
+        return json_response(self.emulator.status())
+
+    def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST)
+

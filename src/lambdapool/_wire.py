@@ -1,0 +1,70 @@
+"""Framing for the emulator's sockets to the fork server and to pipelines.
+
+A frame is two big-endian 32-bit lengths, a JSON header and an opaque payload (request or result JSON
+bytes, passed through without decoding).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+from typing import Any
+
+_LENGTHS = struct.Struct("!II")
+#: Upper bound on one frame, well above the 6 MB body limit, so a corrupt length cannot exhaust memory.
+MAX_FRAME_BYTES = 64 * 2**20
+
+
+class ChannelClosed(EOFError):
+    """The other end of the socket closed (the process exited or was killed)."""
+
+
+PREFIX_SIZE = _LENGTHS.size
+
+
+def encode_frame(header: dict[str, Any], payload: bytes = b"") -> bytes:
+    """One frame as bytes."""
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return b"".join((_LENGTHS.pack(len(head), len(payload)), head, payload))
+
+
+def decode_prefix(prefix: bytes) -> tuple[int, int]:
+    """The header and payload sizes a frame's first :data:`PREFIX_SIZE` bytes announce."""
+    head_size, payload_size = _LENGTHS.unpack(prefix)
+    if head_size + payload_size > MAX_FRAME_BYTES:
+        raise ValueError(f"frame of {head_size + payload_size} bytes is over the limit")
+    return int(head_size), int(payload_size)
+
+
+def send_frame(sock: socket.socket, header: dict[str, Any], payload: bytes = b"") -> None:
+    """Send one frame; raises ``OSError`` if the peer is gone."""
+    sock.sendall(encode_frame(header, payload))
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    received = 0
+    while received < size:
+        count = sock.recv_into(view[received:], size - received)
+        if count == 0:
+            raise ChannelClosed("the peer closed the connection")
+        received += count
+    return bytes(buffer)
+
+
+def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
+    """Receive one frame. Raises :class:`ChannelClosed` at end of stream, ``TimeoutError`` if the socket's
+    timeout passes first, ``ValueError`` for a corrupt frame."""
+    head_size, payload_size = decode_prefix(recv_exactly(sock, PREFIX_SIZE))
+    return finish_frame(sock, head_size, payload_size)
+
+
+def finish_frame(sock: socket.socket, head_size: int, payload_size: int) -> tuple[dict[str, Any], bytes]:
+    """Read the rest of a frame whose prefix was already read."""
+    header = json.loads(recv_exactly(sock, head_size))
+    payload = recv_exactly(sock, payload_size) if payload_size else b""
+    if not isinstance(header, dict):
+        raise ValueError("frame header is not a JSON object")
+    return header, payload

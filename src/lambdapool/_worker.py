@@ -1,0 +1,133 @@
+"""The code that runs inside a pipeline process (forked by the fork server).
+
+A pipeline imports the project's ``app.py`` once (its init code: the cold start), reports ``ready``, then
+serves one call at a time from its socket until the emulator closes it. ``describe`` mode imports the app
+and reports the declared services instead, so the emulator never runs user code itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import socket
+import sys
+import time
+import traceback
+from typing import Any
+
+from ._errors import FunctionError, LambdapoolError, OutOfMemory
+from ._loader import find_services, import_app
+from ._model import Endpoint, InvocationContext, Service, call_endpoint
+from ._wire import ChannelClosed, recv_frame, send_frame
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory as far as it is known (Linux may lag ``ru_maxrss``)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            peak = max(peak, int(statm.read().split()[1]) * _PAGE_SIZE)
+    except OSError:
+        pass
+    return peak
+
+
+def _describe(services: list[Service]) -> dict[str, Any]:
+    return {
+        "services": [
+            {
+                "serviceId": service.service_id,
+                "description": service.description,
+                "apiKeys": list(service.api_keys),
+                "endpoints": [endpoint.describe() for endpoint in service.endpoints.values()],
+            }
+            for service in services
+        ]
+    }
+
+
+def _find_endpoint(services: list[Service], service_id: str, endpoint_id: str) -> Endpoint:
+    for service in services:
+        if service.service_id == service_id and endpoint_id in service.endpoints:
+            return service.endpoint(endpoint_id)
+    raise LookupError(f"app.py no longer declares the endpoint {service_id}/{endpoint_id}")
+
+
+def _init_failure(exc: BaseException) -> dict[str, Any]:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {
+        "op": "init_error",
+        "error": {
+            "errorType": type(exc).__name__,
+            "message": f"app.py failed to load: {type(exc).__name__}: {exc}",
+            "detailedMessage": text,
+        },
+    }
+
+
+def run(sock: socket.socket, config: dict[str, Any]) -> int:
+    """Serve ``config`` on ``sock`` until the emulator closes it; returns the exit code."""
+    started = time.perf_counter()
+    os.environ.update(config.get("environment", {}))
+    os.chdir(config["projectDir"])
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s %(message)s")
+    delay_ms = config.get("coldStartDelayMs", 0)
+    if delay_ms:
+        time.sleep(delay_ms / 1000)  # the provider's extra cold-start overhead being emulated
+    try:
+        services = find_services(import_app(config["projectDir"]))
+        if config["mode"] == "describe":
+            send_frame(sock, {"op": "described", "description": _describe(services)})
+            return 0
+        endpoint = _find_endpoint(services, config["serviceId"], config["endpointId"])
+    except Exception as exc:
+        send_frame(sock, _init_failure(exc))
+        return 1
+    init_ms = (time.perf_counter() - started) * 1000
+    send_frame(sock, {"op": "ready", "pid": os.getpid(), "initMs": init_ms, "peakRssBytes": peak_rss_bytes()})
+    return _serve(sock, endpoint, config)
+
+
+def _serve(sock: socket.socket, endpoint: Endpoint, config: dict[str, Any]) -> int:
+    folders = [os.path.join(config["projectDir"], folder) for folder in endpoint.folders]
+    calls = 0
+    while True:
+        try:
+            header, payload = recv_frame(sock)
+        except ChannelClosed:
+            return 0
+        calls += 1
+        context = InvocationContext(
+            request_id=header["requestId"],
+            service_id=endpoint.service_id,
+            endpoint_id=endpoint.endpoint_id,
+            deadline=header["deadline"],
+            cold_start=calls == 1 and header.get("cold", False),
+            pipeline_id=config["pipelineId"],
+            folders=folders,
+            memory_mb=endpoint.memory_mb,
+        )
+        started = time.perf_counter()
+        result = b""
+        exit_after = False
+        try:
+            result = call_endpoint(endpoint, json.loads(payload) if payload else {}, context)
+            reply: dict[str, Any] = {"op": "result"}
+        except FunctionError as exc:
+            if isinstance(exc.__cause__, MemoryError):
+                exc = OutOfMemory(f"the function ran out of memory (memory_mb={endpoint.memory_mb})", exc.detailed_message)
+                exit_after = True
+            reply = {"op": "error", "error": exc.to_body()}
+        except LambdapoolError as exc:
+            reply = {"op": "error", "error": exc.to_body()}
+        reply["executionMs"] = (time.perf_counter() - started) * 1000
+        reply["peakRssBytes"] = peak_rss_bytes()
+        sys.stdout.flush()
+        send_frame(sock, reply, result)
+        if exit_after:
+            return 1

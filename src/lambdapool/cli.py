@@ -1,0 +1,89 @@
+"""The ``lambdapool`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from ._emulator import Emulator
+from ._loader import AppLoadError
+
+
+def _banner(emulator: Emulator) -> str:
+    lines = [
+        f"lambdapool {__import__('lambdapool').__version__}: serving {emulator.project_dir} (stage {emulator.stage})",
+        f"Serving on {emulator.url}",
+        "",
+    ]
+    for service in emulator.services.values():
+        keys = " (API key required)" if service.api_keys else ""
+        lines.append(f"service {service.service_id}{keys}")
+        for runtime in service.endpoints.values():
+            spec = runtime.spec
+            pool = spec.pool
+            lines.append(
+                f"  POST {emulator.url}/public/api/v1/{spec.service_id}/{spec.endpoint_id}/run   "
+                f"pool floor={pool.floor} cruise={pool.cruise} ceil={pool.ceil} queue={pool.queue} "
+                f"timeout_ms={pool.timeout_ms}  timeout_s={spec.timeout_s} memory_mb={spec.memory_mb}"
+            )
+    lines += ["", f"status: {emulator.url}/__lambdapool__/status   metrics: {emulator.url}/metrics", "Press Ctrl-C to stop."]
+    return "\n".join(lines)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def local(args: argparse.Namespace) -> int:
+    emulator = Emulator(
+        args.project_dir,
+        host=args.host,
+        port=args.port,
+        stage=args.stage,
+        cold_start_delay_ms=args.cold_start_delay_ms,
+    )
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        emulator.start()
+    except (AppLoadError, ValueError, OSError) as exc:
+        print(f"lambdapool: cannot start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        print(_banner(emulator), flush=True)
+        emulator.serve_forever()
+    except KeyboardInterrupt:
+        print("\nlambdapool: stopping", flush=True)
+    finally:
+        emulator.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lambdapool", description="Function endpoints with real pools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_local = commands.add_parser("local", help="serve a project's endpoints with the local emulator")
+    run_local.add_argument("project_dir", nargs="?", default=".", help="the Chalice project (holding app.py)")
+    run_local.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (8000)")
+    run_local.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    run_local.add_argument("--stage", default="dev", help="the Chalice stage whose settings apply (dev)")
+    run_local.add_argument(
+        "--cold-start-delay-ms",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="extra delay added to every pipeline start, to emulate a provider's cold-start overhead (0)",
+    )
+    run_local.set_defaults(handler=local)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
