@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._errors import BadRequest, FunctionError, OutputMismatch, ResultNotSerializable
+from ._errors import BadRequest, FunctionError, LambdapoolError, OutputMismatch, ResultNotSerializable
 
 __all__ = [
     "Endpoint",
@@ -451,7 +451,8 @@ def encode_result(value: Any) -> bytes:
 def call_endpoint(endpoint: Endpoint, arguments: Mapping[str, Any], context: InvocationContext) -> bytes:
     """Call the endpoint's function with bound ``arguments`` and return its result as JSON bytes.
 
-    Raises :class:`FunctionError` (with the traceback) if the function raises an ``Exception``,
+    A :class:`LambdapoolError` the function raises on purpose (``BadRequest`` for a bad value) is answered
+    with its own status. Raises :class:`FunctionError` (with the traceback) if it raises another ``Exception``,
     :class:`OutputMismatch` or :class:`ResultNotSerializable` for a result that cannot be answered.
     ``BaseException``\\ s that are not ``Exception`` (``SystemExit``...) propagate: they end the pipeline.
     """
@@ -460,6 +461,8 @@ def call_endpoint(endpoint: Endpoint, arguments: Mapping[str, Any], context: Inv
         kwargs["context"] = context
     try:
         result = endpoint.function(**kwargs)
+    except LambdapoolError:
+        raise  # raised on purpose (BadRequest for a bad value...): answered with its own status
     except Exception as exc:
         raise FunctionError(type(exc).__name__, str(exc) or type(exc).__name__, _user_traceback(exc)) from exc
     return encode_result(_shape_outputs(endpoint, result))

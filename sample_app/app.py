@@ -1,0 +1,64 @@
+"""The sample project: the NYC 311 estimator of the Chalice chapter, as lambdapool function endpoints.
+
+Run it locally with ``lambdapool local sample_app``, or as a plain Chalice app with ``chalice local`` from
+this directory.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+from chalice import Chalice
+
+from lambdapool import BadRequest, Pool, Service
+from lambdapool.chalice import mount
+
+app = Chalice(app_name="sample")
+
+# Init code: runs once in every pipeline (the cold start), never per request.
+MODEL_PATH = Path(__file__).parent / "chalicelib" / "model.json"
+MEDIANS: dict[str, float] = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
+
+nyc = Service("311", description="NYC 311 estimates: median days to close a complaint")
+demo = Service("demo", description="Small functions that show the pool at work")
+
+
+@nyc.function(pool=Pool(floor=1, ceil=8, cruise=2, queue=16, timeout_ms=10_000), timeout_s=10, memory_mb=512)
+def predict(complaint_type: str, lat: float = 0.0, lon: float = 0.0):
+    """Median days to close a 311 complaint of this type."""
+    key = complaint_type.strip().lower()
+    if key not in MEDIANS:
+        raise BadRequest(
+            f"complaint type {complaint_type!r} is not in the model",
+            f"known complaint types: {', '.join(sorted(MEDIANS))}",
+        )
+    return {"complaint_type": key, "estimated_time": MEDIANS[key], "lat": lat, "lon": lon}
+
+
+@nyc.function(outputs=["count", "types"])
+def complaint_types():
+    """How many complaint types the model knows, and which."""
+    return len(MEDIANS), sorted(MEDIANS)
+
+
+@demo.function(pool=Pool(floor=1, ceil=8, cruise=2, queue=32))
+def add(x: float, y: float):
+    """x + y."""
+    return x + y
+
+
+@demo.function()
+def api_py_function(z=0, **data):
+    """Dataiku's catch-all: any attribute besides z lands in **data."""
+    return {"z": z, "data": data, "keys": sorted(data)}
+
+
+@demo.function(pool=Pool(floor=1, ceil=2, cruise=1, queue=2, timeout_ms=5_000), timeout_s=30)
+def slow(seconds: float = 2.0):
+    """Sleeps, to watch two pipelines serve, two calls queue and a fifth be turned away."""
+    time.sleep(float(seconds))
+    return {"slept": float(seconds), "pid": os.getpid()}
+
+
+mount(app, nyc, demo)

@@ -1,0 +1,117 @@
+"""A test project whose endpoints misbehave on purpose: each shows one of the emulator's guarantees."""
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from chalice import Chalice
+
+from lambdapool import Pool, Service
+from lambdapool.chalice import mount
+
+app = Chalice(app_name="behaviours")
+
+# Init code: counts its own runs, and leaves a line per run in INIT_LOG (when the test sets it).
+INIT_RUNS = 0
+INIT_RUNS += 1
+if os.environ.get("INIT_LOG"):
+    with open(os.environ["INIT_LOG"], "a") as log:
+        log.write(f"{os.getpid()}\n")
+
+svc = Service("b")
+secured = Service("secured", api_keys=["s3cr3t-key", "other-key"])
+
+
+def _wait_for(path: str, limit_s: float = 60.0) -> None:
+    """Block until the test creates ``path`` (its way of letting a call finish)."""
+    deadline = time.monotonic() + limit_s
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {path} never opened")
+        time.sleep(0.002)
+
+
+@svc.function(pool=Pool(floor=1, ceil=2, cruise=1, queue=2, timeout_ms=30_000))
+def gated(tag: str, gate: str, log: str):
+    """Records that it started (in ``log``), then waits for ``gate``."""
+    with open(log, "a") as handle:
+        handle.write(f"{tag}\n")
+    _wait_for(gate)
+    return {"tag": tag, "pid": os.getpid()}
+
+
+@svc.function(pool=Pool(floor=1, ceil=1, cruise=1, queue=1, timeout_ms=200))
+def gated_short_queue(gate: str):
+    _wait_for(gate)
+    return "done"
+
+
+@svc.function(pool=Pool(floor=1, ceil=2, cruise=1, queue=4))
+def whoami(gate: str = ""):
+    if gate:
+        _wait_for(gate)
+    return {"pid": os.getpid(), "initRuns": INIT_RUNS}
+
+
+@svc.function(pool=Pool(floor=1, ceil=1, cruise=1, queue=4))
+def fail(message: str = "boom"):
+    raise ValueError(message)
+
+
+@svc.function(pool=Pool(floor=1, ceil=1, cruise=1, queue=4))
+def hard_exit(code: int = 3):
+    os._exit(code)
+
+
+@svc.function(pool=Pool(floor=1, ceil=1, cruise=1, queue=4))
+def system_exit():
+    sys.exit(7)
+
+
+@svc.function(pool=Pool(floor=1, ceil=1, cruise=1, queue=4))
+def segfault():
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+@svc.function(pool=Pool(floor=1, ceil=1, cruise=1, queue=4), timeout_s=1)
+def hang(hang: bool = True):
+    while hang:
+        time.sleep(0.05)
+    return {"pid": os.getpid()}
+
+
+@svc.function(pool=Pool(floor=1, ceil=1, cruise=1, queue=4), memory_mb=128)
+def hog(megabytes: int = 0, hold_s: float = 0.0):
+    block = b"x" * (megabytes * 2**20)
+    time.sleep(hold_s)
+    return {"pid": os.getpid(), "held": len(block)}
+
+
+@svc.function(outputs=["a", "b"])
+def pair(n: int = 2):
+    return tuple(range(n))
+
+
+@svc.function()
+def not_json():
+    return {1, 2, 3}
+
+
+@svc.function()
+def nan():
+    return float("nan")
+
+
+@svc.function()
+def echo(x=None, context=None, **rest):
+    return {"x": x, "rest": rest, "endpoint": context.endpoint_id, "remainingMs": context.get_remaining_time_in_millis()}
+
+
+@secured.function()
+def hello(name: str = "world"):
+    return f"hello {name}"
+
+
+mount(app, svc, secured)

@@ -1,0 +1,81 @@
+"""Fixtures for integration tests: a real emulator on a free loopback port, real pipelines, real HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from lambdapool._emulator import Emulator
+
+APPS = Path(__file__).parent / "apps"
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_APP = ROOT / "sample_app"
+
+
+def wait_until(predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.01) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s: {predicate}")
+        time.sleep(interval_s)
+
+
+class Client:
+    """A small HTTP client for one running emulator."""
+
+    def __init__(self, emulator: Emulator):
+        self.emulator = emulator
+        self.url = emulator.url
+        self.session = requests.Session()
+
+    def run(self, service: str, endpoint: str, body: Any = None, **kwargs: Any) -> requests.Response:
+        if body is not None and "data" not in kwargs:
+            kwargs["json"] = body
+        return requests.post(f"{self.url}/public/api/v1/{service}/{endpoint}/run", timeout=60, **kwargs)
+
+    def status(self) -> dict[str, Any]:
+        return self.session.get(f"{self.url}/__lambdapool__/status", timeout=10).json()
+
+    def endpoint_status(self, service: str, endpoint: str) -> dict[str, Any]:
+        return self.status()["services"][service]["endpoints"][endpoint]
+
+    def wait_for_pool(self, service: str, endpoint: str, **expected: int) -> dict[str, Any]:
+        """Wait until the endpoint's pipelines (``idle=1``...) or ``queue`` depth are as expected."""
+
+        def matches() -> dict[str, Any] | None:
+            status = self.endpoint_status(service, endpoint)
+            observed = {**status["pipelines"], "queue": status["queue"]["depth"]}
+            return status if all(observed[key] == value for key, value in expected.items()) else None
+
+        return wait_until(matches)
+
+
+@pytest.fixture
+def start_emulator() -> Iterator[Callable[..., Client]]:
+    """Start an emulator for a project dir (``port=0``) and serve it; everything is stopped afterwards."""
+    started: list[Emulator] = []
+
+    def start(project_dir: Path | str = APPS / "behaviours", **options: Any) -> Client:
+        emulator = Emulator(project_dir, port=0, **options)
+        emulator.start()
+        started.append(emulator)
+        emulator.serve_in_thread()
+        return Client(emulator)
+
+    yield start
+    for emulator in started:
+        emulator.close()
+
+
+@pytest.fixture
+def behaviours(start_emulator: Callable[..., Client]) -> Client:
+    return start_emulator(APPS / "behaviours")

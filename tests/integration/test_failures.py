@@ -1,0 +1,88 @@
+"""A function that raises, exits, crashes, hangs or eats memory gets its status; the next call succeeds."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import Client
+
+pytestmark = pytest.mark.integration
+
+
+def _assert_error(answer, status: int, error_type: str) -> dict:
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert body["errorType"] == error_type
+    assert set(body) == {"errorType", "message", "detailedMessage"}
+    return body
+
+
+def test_a_raising_function_is_a_500_named_after_the_exception(behaviours: Client) -> None:
+    body = _assert_error(behaviours.run("b", "fail", {"message": "no such model"}), 500, "ValueError")
+    assert body["message"] == "no such model"
+    assert "Traceback" in body["detailedMessage"] and "raise ValueError(message)" in body["detailedMessage"]
+    # The pipeline survives an ordinary exception.
+    status = behaviours.endpoint_status("b", "fail")
+    assert status["pipelines"]["total"] == 1 and status["counters"]["crashes"] == 0
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "how"),
+    [
+        ("hard_exit", "exited with code 3"),
+        ("system_exit", "exited with code 7"),
+        ("segfault", "killed by SIGSEGV"),
+    ],
+)
+def test_a_pipeline_that_dies_mid_call_is_a_502_and_is_replaced(behaviours: Client, endpoint: str, how: str) -> None:
+    behaviours.wait_for_pool("b", endpoint, idle=1)
+    first_pid = behaviours.endpoint_status("b", endpoint)["pipelines"]["processes"][0]["pid"]
+    body = _assert_error(behaviours.run("b", endpoint, {}), 502, "PipelineCrashed")
+    assert how in body["message"]
+    status = behaviours.wait_for_pool("b", endpoint, idle=1)
+    assert status["counters"]["crashes"] == 1
+    assert status["pipelines"]["processes"][0]["pid"] != first_pid
+
+
+def test_a_call_past_timeout_s_is_a_504_and_the_next_call_succeeds(behaviours: Client) -> None:
+    body = _assert_error(behaviours.run("b", "hang", {}), 504, "Timeout")
+    assert "timeout_s=1" in body["message"]
+    answer = behaviours.run("b", "hang", {"hang": False})
+    assert answer.status_code == 200
+    assert behaviours.endpoint_status("b", "hang")["counters"]["timeouts"] == 1
+
+
+def test_memory_over_memory_mb_is_out_of_memory_and_the_next_call_succeeds(behaviours: Client) -> None:
+    body = _assert_error(behaviours.run("b", "hog", {"megabytes": 300, "hold_s": 5}), 502, "OutOfMemory")
+    assert "memory_mb=128" in body["message"]
+    # A short spike is caught too (from the pipeline's peak resident memory).
+    _assert_error(behaviours.run("b", "hog", {"megabytes": 300}), 502, "OutOfMemory")
+    answer = behaviours.run("b", "hog", {"megabytes": 10})
+    assert answer.status_code == 200
+    assert answer.json()["response"]["held"] == 10 * 2**20
+    assert behaviours.endpoint_status("b", "hog")["counters"]["outOfMemory"] == 2
+
+
+def test_a_result_that_is_not_json_is_a_clear_500(behaviours: Client) -> None:
+    body = _assert_error(behaviours.run("b", "not_json", {}), 500, "ResultNotSerializable")
+    assert "set" in body["message"]
+    _assert_error(behaviours.run("b", "nan", {}), 500, "ResultNotSerializable")
+
+
+def test_outputs_turn_a_tuple_into_named_fields(behaviours: Client) -> None:
+    answer = behaviours.run("b", "pair", {"n": 2})
+    assert answer.status_code == 200
+    assert answer.json()["response"] == {"a": 0, "b": 1}
+
+
+def test_a_tuple_of_the_wrong_length_for_outputs_is_a_clear_500(behaviours: Client) -> None:
+    body = _assert_error(behaviours.run("b", "pair", {"n": 3}), 500, "OutputMismatch")
+    assert "['a', 'b']" in body["message"] and "tuple of 3" in body["message"]
+
+
+def test_failures_do_not_disturb_other_endpoints(behaviours: Client) -> None:
+    assert behaviours.run("b", "hard_exit", {}).status_code == 502
+    assert behaviours.run("b", "hang", {}).status_code == 504
+    answer = behaviours.run("b", "echo", {"x": 1})
+    assert answer.status_code == 200
+    assert answer.json()["response"]["x"] == 1
