@@ -1,0 +1,118 @@
+"""``lambdapool local`` as users run it: a real process, its banner, and a clean stop."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import APPS, SAMPLE_APP, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has already ended
+    except FileNotFoundError:
+        return False
+
+
+def _start_cli(project: Path, *extra: str) -> tuple[subprocess.Popen[str], str, list[str]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lambdapool.cli", "local", str(project), "--port", "0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    banner: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        banner.append(line.rstrip())
+        if line.startswith("Press Ctrl-C"):
+            break
+    match = next((re.search(r"Serving on (http://\S+)", line) for line in banner if "Serving on" in line), None)
+    assert match, banner
+    return process, match.group(1), banner
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_stopping_the_emulator_leaves_no_pipeline_behind(stop_signal: signal.Signals) -> None:
+    process, url, banner = _start_cli(SAMPLE_APP)
+    try:
+        assert any("/public/api/v1/311/predict/run" in line and "ceil=8" in line for line in banner)
+        answer = requests.post(f"{url}/public/api/v1/demo/add/run", json={"x": 1, "y": 1}, timeout=30)
+        assert answer.json()["response"] == 2
+        status = requests.get(f"{url}/__lambdapool__/status", timeout=10).json()
+        pids = [status["forkServerPid"]] + [
+            process_info["pid"]
+            for service in status["services"].values()
+            for endpoint in service["endpoints"].values()
+            for process_info in endpoint["pipelines"]["processes"]
+        ]
+        assert len(pids) >= 5 and all(_alive(pid) for pid in pids)
+        process.send_signal(stop_signal)
+        assert process.wait(timeout=30) == 0
+        wait_until(lambda: not any(_alive(pid) for pid in pids), timeout_s=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_a_killed_emulator_takes_its_pipelines_with_it() -> None:
+    process, url, _ = _start_cli(APPS / "behaviours")
+    try:
+        status = requests.get(f"{url}/__lambdapool__/status", timeout=10).json()
+        pids = [status["forkServerPid"]] + [
+            info["pid"] for info in status["services"]["b"]["endpoints"]["echo"]["pipelines"]["processes"]
+        ]
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        wait_until(lambda: not any(_alive(pid) for pid in pids), timeout_s=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_an_app_that_fails_to_import_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("import no_such_module_here\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "lambdapool.cli", "local", str(tmp_path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "No module named 'no_such_module_here'" in result.stderr
+    assert "cannot start" in result.stderr
+
+
+def test_a_missing_app_py_is_a_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lambdapool.cli", "local", str(tmp_path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "app.py not found" in result.stderr
+
+
+def test_the_cold_start_delay_flag_adds_to_every_pipeline_start() -> None:
+    process, url, _ = _start_cli(SAMPLE_APP, "--cold-start-delay-ms", "300")
+    try:
+        answer = requests.post(f"{url}/public/api/v1/demo/api_py_function/run", json={}, timeout=30).json()
+        assert answer["apiContext"]["coldStart"] is True
+        assert answer["timing"]["coldStart"] >= 300
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
