@@ -83,6 +83,7 @@ Action = Start | Dispatch | Reject | Fail | Retire
 class _Pipeline:
     state: PipelineState
     bound: RequestId | None = None  # the request waiting for this pipeline to start
+    for_queue: bool = False  # started because requests were queued
     idle_since: float = 0.0
 
 
@@ -171,14 +172,18 @@ class PoolCore:
     def start_failed(self, pipeline_id: int, now: float) -> list[Action]:
         """A pipeline could not start (init code raised, crashed or hung). It is gone.
 
-        The request bound to it fails with it. No replacement is started for ``floor`` (a broken app would
-        restart forever); queued requests still get a new pipeline each, so each sees the failure once.
+        The request it was started for fails with it: the one bound to it or, for a start made for the
+        queue, the queue's head. No replacement is started for ``floor`` (a broken app would restart
+        forever); each remaining queued request gets one new attempt, so each sees the failure once.
         """
         pipeline = self._pipelines.pop(pipeline_id)
-        actions: list[Action] = [Fail(pipeline.bound, pipeline_id)] if pipeline.bound is not None else []
-        actions += self.expire(now)
+        actions = self.expire(now)
+        if pipeline.bound is not None:
+            actions.append(Fail(pipeline.bound, pipeline_id))
+        elif pipeline.for_queue and self._queue:
+            actions.append(Fail(self._queue.popleft()[0], pipeline_id))
         if self._queue and len(self._pipelines) < self.pool.ceil:
-            actions.append(self._new_pipeline(None))
+            actions.append(self._new_pipeline(None, for_queue=True))
         return actions
 
     def done(self, pipeline_id: int, now: float) -> list[Action]:
@@ -202,9 +207,8 @@ class PoolCore:
         if pipeline.state is PipelineState.IDLE:
             self._idle.remove(pipeline_id)
         actions = self.expire(now)
-        if self._queue or len(self._pipelines) < self.pool.cruise:
-            if len(self._pipelines) < self.pool.ceil:
-                actions.append(self._new_pipeline(None))
+        if (self._queue or len(self._pipelines) < self.pool.cruise) and len(self._pipelines) < self.pool.ceil:
+            actions.append(self._new_pipeline(None, for_queue=bool(self._queue)))
         return actions + self._retire_excess()
 
     def expire(self, now: float) -> list[Action]:
@@ -216,10 +220,10 @@ class PoolCore:
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _new_pipeline(self, bound: RequestId | None) -> Start:
+    def _new_pipeline(self, bound: RequestId | None, for_queue: bool = False) -> Start:
         pipeline_id = self._next_id
         self._next_id += 1
-        self._pipelines[pipeline_id] = _Pipeline(PipelineState.STARTING, bound=bound)
+        self._pipelines[pipeline_id] = _Pipeline(PipelineState.STARTING, bound=bound, for_queue=for_queue)
         return Start(pipeline_id)
 
     def _make_idle(self, pipeline_id: int, now: float) -> None:

@@ -86,3 +86,13 @@ def test_failures_do_not_disturb_other_endpoints(behaviours: Client) -> None:
     answer = behaviours.run("b", "echo", {"x": 1})
     assert answer.status_code == 200
     assert answer.json()["response"]["x"] == 1
+
+
+def test_init_code_that_raises_in_a_pipeline_is_a_502_with_its_traceback(behaviours: Client) -> None:
+    for _ in range(2):
+        body = _assert_error(behaviours.run("b", "doomed", {}), 502, "PipelineCrashed")
+        assert "app.py failed to load: RuntimeError: init failed on purpose" in body["message"]
+        assert "Traceback" in body["detailedMessage"]
+    status = behaviours.endpoint_status("b", "doomed")
+    assert status["pipelines"]["total"] == 0  # no restart loop: each attempt belonged to a call
+    assert behaviours.run("b", "echo", {}).status_code == 200

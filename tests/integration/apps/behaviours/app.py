@@ -20,6 +20,9 @@ if os.environ.get("INIT_LOG"):
     with open(os.environ["INIT_LOG"], "a") as log:
         log.write(f"{os.getpid()}\n")
 
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "").endswith("-b-doomed"):
+    raise RuntimeError("init failed on purpose")  # only in the pipelines of the endpoint 'doomed'
+
 svc = Service("b")
 secured = Service("secured", api_keys=["s3cr3t-key", "other-key"])
 
@@ -107,6 +110,11 @@ def nan():
 @svc.function()
 def echo(x=None, context=None, **rest):
     return {"x": x, "rest": rest, "endpoint": context.endpoint_id, "remainingMs": context.get_remaining_time_in_millis()}
+
+
+@svc.function(pool=Pool(floor=1, ceil=2, cruise=1, queue=2))
+def doomed():
+    return "never: init fails in this endpoint's pipelines"
 
 
 @secured.function()
