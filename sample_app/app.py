@@ -22,6 +22,12 @@ MEDIANS: dict[str, float] = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
 
 nyc = Service("311", description="NYC 311 estimates: median days to close a complaint")
 demo = Service("demo", description="Small functions that show the pool at work")
+# Keys are read at import time: set SAMPLE_API_KEY before starting the emulator to change it.
+private = Service(
+    "private",
+    description="An API-key protected service",
+    api_keys=[os.environ.get("SAMPLE_API_KEY", "sample-key")],
+)
 
 
 @nyc.function(pool=Pool(floor=1, ceil=8, cruise=2, queue=16, timeout_ms=10_000), timeout_s=10, memory_mb=512)
@@ -54,11 +60,23 @@ def api_py_function(z=0, **data):
     return {"z": z, "data": data, "keys": sorted(data)}
 
 
-@demo.function(pool=Pool(floor=1, ceil=2, cruise=1, queue=2, timeout_ms=5_000), timeout_s=30)
+@demo.function()
+def divide(x: float, y: float):
+    """x / y: dividing by zero shows how an exception is answered (500 ZeroDivisionError)."""
+    return x / y
+
+
+@demo.function(pool=Pool(floor=1, ceil=2, cruise=1, queue=2, timeout_ms=5_000), timeout_s=5)
 def slow(seconds: float = 2.0):
     """Sleeps, to watch two pipelines serve, two calls queue and a fifth be turned away."""
     time.sleep(float(seconds))
     return {"slept": float(seconds), "pid": os.getpid()}
 
 
-mount(app, nyc, demo)
+@private.function()
+def whoami(context):
+    """Which pipeline served the call."""
+    return {"pipeline": context.pipeline_id, "pid": os.getpid()}
+
+
+mount(app, nyc, demo, private)
