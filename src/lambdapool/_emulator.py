@@ -192,7 +192,9 @@ class Emulator:
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _pipeline_config(self, mode: str, service_id: str = "", endpoint_id: str = "", label: str = "") -> dict[str, Any]:
+    def _pipeline_config(
+        self, mode: str, service_id: str = "", endpoint_id: str = "", label: str = ""
+    ) -> dict[str, Any]:
         function_name = f"{service_id}-{endpoint_id}"
         environment = function_environment(self._chalice_config, self.stage, function_name) if service_id else {}
         environment.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -225,10 +227,15 @@ class Emulator:
 
     def _build_services(self, description: dict[str, Any]) -> None:
         for service_data in description["services"]:
-            service = ServedService(service_data["serviceId"], service_data["description"], tuple(service_data["apiKeys"]))
+            service = ServedService(
+                service_data["serviceId"], service_data["description"], tuple(service_data["apiKeys"])
+            )
             for endpoint_data in service_data["endpoints"]:
                 pool = load_pool_override(
-                    self.project_dir, service.service_id, endpoint_data["endpointId"], Pool(**endpoint_data["pool"])
+                    self.project_dir,
+                    service.service_id,
+                    endpoint_data["endpointId"],
+                    Pool(**endpoint_data["pool"]),
                 )
                 spec = EndpointSpec.from_description(endpoint_data, pool)
                 service.endpoints[spec.endpoint_id] = EndpointRuntime(spec, self._launch)
@@ -251,4 +258,3 @@ class Emulator:
         while not self._stopping.wait(self._memory_check_interval_s):
             for runtime in self.runtimes():
                 runtime.check_memory()
-

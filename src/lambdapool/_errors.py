@@ -33,7 +33,11 @@ class LambdapoolError(Exception):
 
     def to_body(self) -> dict[str, str]:
         """The error envelope: ``{"errorType", "message", "detailedMessage"}``."""
-        return {"errorType": self.type_name(), "message": self.message, "detailedMessage": self.detailed_message}
+        return {
+            "errorType": self.type_name(),
+            "message": self.message,
+            "detailedMessage": self.detailed_message,
+        }
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_body()).encode()

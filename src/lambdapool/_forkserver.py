@@ -28,7 +28,16 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._wire import PREFIX_SIZE, ChannelClosed, decode_prefix, encode_frame, finish_frame, recv_exactly, recv_frame, send_frame
+from ._wire import (
+    PREFIX_SIZE,
+    ChannelClosed,
+    decode_prefix,
+    encode_frame,
+    finish_frame,
+    recv_exactly,
+    recv_frame,
+    send_frame,
+)
 
 _PR_SET_PDEATHSIG = 1
 
@@ -110,11 +119,11 @@ def serve(control: socket.socket, preload: Sequence[str]) -> None:
     send_frame(control, {"op": "ready", "pid": os.getpid()})
     try:
         while True:
-            readable, _, _ = select.select([control, wakeup_r], [], [])
+            readable, _, _ = select.select([control.fileno(), wakeup_r], [], [])
             if wakeup_r in readable:
                 os.read(wakeup_r, 4096)
                 _reap(control, children)
-            if control in readable:
+            if control.fileno() in readable:
                 request, fd = _recv_spawn(control)
                 pid = os.fork()
                 if pid == 0:

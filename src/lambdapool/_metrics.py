@@ -20,7 +20,10 @@ _COUNTERS = {
     "failed": ("lambdapool_calls_failed", "Calls answered with an error"),
     "coldStarts": ("lambdapool_cold_starts", "Calls that waited for a pipeline to start"),
     "queueFull": ("lambdapool_queue_full_rejections", "Calls rejected because the queue was full"),
-    "queueTimeout": ("lambdapool_queue_timeout_rejections", "Calls rejected after waiting timeout_ms in the queue"),
+    "queueTimeout": (
+        "lambdapool_queue_timeout_rejections",
+        "Calls rejected after waiting timeout_ms in the queue",
+    ),
     "timeouts": ("lambdapool_timeouts", "Calls (or pipeline starts) that ran past timeout_s"),
     "crashes": ("lambdapool_pipeline_crashes", "Pipelines that died during a call or while starting"),
     "outOfMemory": ("lambdapool_out_of_memory", "Pipelines killed for using more than memory_mb"),
@@ -50,7 +53,7 @@ class EmulatorCollector(Collector):
                 pipelines.add_metric([*labels, state], status["pipelines"][state])
             queue.add_metric(labels, status["queue"]["depth"])
             cumulative, buckets = 0, []
-            for bound, count in zip([*map(str, LATENCY_BUCKETS_S), "+Inf"], stats["buckets"]):
+            for bound, count in zip([*map(str, LATENCY_BUCKETS_S), "+Inf"], stats["buckets"], strict=True):
                 cumulative += count
                 buckets.append((bound, cumulative))
             latency.add_metric(labels, buckets, stats["sum_s"])

@@ -103,7 +103,9 @@ class Pool:
         known = {"floor", "ceil", "cruise", "queue", "timeout", "timeout_ms"}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ValueError(f"{source}: unknown pool setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"{source}: unknown pool setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         values = self.to_dict()
         for key, value in overrides.items():
             values["timeout_ms" if key == "timeout" else key] = value
@@ -152,7 +154,9 @@ class ParameterSpec:
         var_keyword = wants_context = False
         for parameter in inspect.signature(function).parameters.values():
             if parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
-                raise ValueError(f"{where}: parameter {parameter.name!r} is positional-only; it cannot be bound by name")
+                raise ValueError(
+                    f"{where}: parameter {parameter.name!r} is positional-only; it cannot be bound by name"
+                )
             if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
                 raise ValueError(f"{where}: *{parameter.name} cannot be bound from a JSON object; use **kwargs")
             if parameter.kind is inspect.Parameter.VAR_KEYWORD:
@@ -201,7 +205,12 @@ class ParameterSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ParameterSpec:
-        return cls(tuple(data["required"]), tuple(data["optional"]), bool(data["varKeyword"]), bool(data["wantsContext"]))
+        return cls(
+            tuple(data["required"]),
+            tuple(data["optional"]),
+            bool(data["varKeyword"]),
+            bool(data["wantsContext"]),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -433,7 +442,7 @@ def _shape_outputs(endpoint: Endpoint, result: Any) -> Any:
         got = f"a tuple of {len(result)}" if isinstance(result, tuple) else f"a {type(result).__name__}"
         message = f"{endpoint.service_id}/{endpoint.endpoint_id} declares outputs {list(names)} but returned {got}"
         raise OutputMismatch(message, f"{message}; return a tuple of exactly {len(names)} value(s)")
-    return dict(zip(names, result))
+    return dict(zip(names, result, strict=True))
 
 
 def encode_result(value: Any) -> bytes:
@@ -474,7 +483,6 @@ def _user_traceback(exc: BaseException) -> str:
     while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))
-
 
 
 _MOUNTS: weakref.WeakKeyDictionary[Any, tuple[Service, ...]] = weakref.WeakKeyDictionary()

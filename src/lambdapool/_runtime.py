@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -31,7 +32,7 @@ from ._errors import (
 )
 from ._model import ParameterSpec, Pool
 from ._pool import Action, Dispatch, Fail, PipelineState, PoolCore, Reject, RejectReason, Retire, Start
-from ._wire import ChannelClosed, recv_frame, send_frame
+from ._wire import ChannelClosed, FrameReader, send_frame
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 #: Latency histogram buckets for /metrics, in seconds.
@@ -78,6 +79,11 @@ def read_rss_bytes(pid: int) -> int | None:
         return None
 
 
+def nearest_rank(ordered: list[float], quantile: float) -> float:
+    """The ``quantile`` of sorted, non-empty ``ordered`` by the nearest-rank method, rounded to 3 decimals."""
+    return round(ordered[min(len(ordered) - 1, max(0, math.ceil(quantile * len(ordered)) - 1))], 3)
+
+
 def describe_exit(status: int | None) -> str:
     """A ``waitpid`` status in words."""
     if status is None:
@@ -106,6 +112,7 @@ class Pipeline:
         self.exit_status: int | None = None
         self.exited = threading.Event()
         self._sock = sock
+        self.reader = FrameReader(sock)
         self._pidfd: int | None = None
         if hasattr(os, "pidfd_open"):
             try:
@@ -121,7 +128,7 @@ class Pipeline:
         self.calls += 1
         self._sock.settimeout(timeout_s)
         send_frame(self._sock, header, payload)
-        return recv_frame(self._sock)
+        return self.reader.read()
 
     def kill(self, reason: str) -> None:
         """End the process now (SIGKILL) and remember why."""
@@ -180,11 +187,27 @@ class CallResult:
     timing: dict[str, float]
     api_context: dict[str, Any]
 
+    def timing_json(self) -> bytes:
+        return json.dumps(self.timing, separators=(",", ":")).encode()
+
+    def api_context_json(self) -> bytes:
+        return json.dumps(self.api_context, separators=(",", ":")).encode()
+
 
 class EndpointStats:
     """Counters and latencies of one endpoint (for /__lambdapool__/status and /metrics). Thread-safe."""
 
-    COUNTERS = ("calls", "succeeded", "failed", "coldStarts", "queueFull", "queueTimeout", "timeouts", "crashes", "outOfMemory")
+    COUNTERS = (
+        "calls",
+        "succeeded",
+        "failed",
+        "coldStarts",
+        "queueFull",
+        "queueTimeout",
+        "timeouts",
+        "crashes",
+        "outOfMemory",
+    )
 
     def __init__(self, sample_size: int = 2048):
         self._lock = threading.Lock()
@@ -208,8 +231,7 @@ class EndpointStats:
             ordered = sorted(self._recent_ms)
         if not ordered:
             return {"p50": None, "p90": None, "p99": None}
-        pick = lambda q: round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 3)  # noqa: E731
-        return {"p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99)}
+        return {f"p{round(q * 100)}": nearest_rank(ordered, q) for q in (0.5, 0.9, 0.99)}
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -250,6 +272,8 @@ class EndpointRuntime:
         self._start_errors: dict[int, LambdapoolError] = {}
         self._closed = False
         self._memory_limit_bytes = spec.memory_mb * 2**20
+        self._id_prefix = uuid.uuid4().hex[:12]
+        self._request_numbers = itertools.count(1)
 
     # -- public ---------------------------------------------------------------------------------------
 
@@ -259,9 +283,12 @@ class EndpointRuntime:
             actions = self._core.load(self._clock())
         self._execute(actions)
 
-    def call(self, arguments: dict[str, Any]) -> CallResult:
-        """Run one call with bound ``arguments`` through the pool; raises a :class:`LambdapoolError`."""
-        request_id = uuid.uuid4().hex
+    def call(self, arguments: dict[str, Any], payload: bytes | None = None) -> CallResult:
+        """Run one call with bound ``arguments`` through the pool; raises a :class:`LambdapoolError`.
+
+        ``payload`` is ``arguments`` as JSON, when the caller already has it.
+        """
+        request_id = f"{self._id_prefix}-{next(self._request_numbers)}"
         ticket = _Ticket(request_id, self._clock())
         self.stats.count("calls")
         with self._lock:
@@ -273,7 +300,7 @@ class EndpointRuntime:
             if ticket.error is not None:
                 raise ticket.error
             assert ticket.pipeline_id is not None
-            result = self._run_on(ticket, json.dumps(arguments).encode())
+            result = self._run_on(ticket, payload if payload is not None else json.dumps(arguments).encode())
         except LambdapoolError:
             self.stats.count("failed")
             raise
@@ -313,7 +340,11 @@ class EndpointRuntime:
                 "total": snapshot.starting + snapshot.idle + snapshot.busy,
                 "processes": pipelines,
             },
-            "queue": {"depth": snapshot.queued, "limit": self.spec.pool.queue, "timeoutMs": self.spec.pool.timeout_ms},
+            "queue": {
+                "depth": snapshot.queued,
+                "limit": self.spec.pool.queue,
+                "timeoutMs": self.spec.pool.timeout_ms,
+            },
             "counters": stats["counters"],
             "latencyMs": self.stats.percentiles(),
         }
@@ -323,8 +354,15 @@ class EndpointRuntime:
             return list(self._pipelines.values())
 
     def check_memory(self) -> None:
-        """Kill every pipeline whose resident memory is over ``memory_mb`` (called by the memory watcher)."""
-        for pipeline in self.live_pipelines():
+        """Kill every running pipeline whose resident memory is over ``memory_mb`` (an idle one cannot grow;
+        called by the memory watcher)."""
+        with self._lock:
+            running = [
+                pipeline
+                for pool_id, pipeline in self._pipelines.items()
+                if self._core.state_of(pool_id) is not PipelineState.IDLE
+            ]
+        for pipeline in running:
             rss = read_rss_bytes(pipeline.pid)
             if rss is not None and rss > self._memory_limit_bytes and pipeline.kill_reason is None:
                 pipeline.kill("oom")
@@ -540,7 +578,7 @@ class EndpointRuntime:
                 pipeline.kill("shutdown")
                 return
             self._pipelines[pool_id] = pipeline
-        error = self._await_ready(pipeline, sock)
+        error = self._await_ready(pipeline)
         if error is not None:
             with self._lock:
                 self._pipelines.pop(pool_id, None)
@@ -552,11 +590,11 @@ class EndpointRuntime:
             actions = self._core.ready(pool_id, self._clock())
         self._execute(actions)
 
-    def _await_ready(self, pipeline: Pipeline, sock: socket.socket) -> LambdapoolError | None:
+    def _await_ready(self, pipeline: Pipeline) -> LambdapoolError | None:
         where = f"{self.spec.service_id}/{self.spec.endpoint_id}"
         try:
-            sock.settimeout(self._start_timeout_s)
-            header, _ = recv_frame(sock)
+            pipeline.reader.sock.settimeout(self._start_timeout_s)
+            header, _ = pipeline.reader.read()
         except TimeoutError:
             pipeline.kill("timeout")
             self.stats.count("timeouts")

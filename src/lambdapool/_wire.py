@@ -55,10 +55,45 @@ def recv_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
-    """Receive one frame. Raises :class:`ChannelClosed` at end of stream, ``TimeoutError`` if the socket's
-    timeout passes first, ``ValueError`` for a corrupt frame."""
+    """Receive one frame with exact reads (for sockets whose stream other code also reads).
+
+    Raises :class:`ChannelClosed` at end of stream, ``TimeoutError`` if the socket's timeout passes first,
+    ``ValueError`` for a corrupt frame."""
     head_size, payload_size = decode_prefix(recv_exactly(sock, PREFIX_SIZE))
     return finish_frame(sock, head_size, payload_size)
+
+
+class FrameReader:
+    """Reads frames from a socket it owns, in as few ``recv`` calls as possible.
+
+    A small frame usually arrives whole in one ``recv``; bytes past the end of a frame are kept for the
+    next one. Raises like :func:`recv_frame`.
+    """
+
+    CHUNK_BYTES = 256 * 1024
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self._buffer = bytearray()
+
+    def _fill(self, size: int) -> None:
+        while len(self._buffer) < size:
+            chunk = self.sock.recv(max(self.CHUNK_BYTES, size - len(self._buffer)))
+            if not chunk:
+                raise ChannelClosed("the peer closed the connection")
+            self._buffer += chunk
+
+    def read(self) -> tuple[dict[str, Any], bytes]:
+        self._fill(PREFIX_SIZE)
+        head_size, payload_size = decode_prefix(bytes(self._buffer[:PREFIX_SIZE]))
+        end = PREFIX_SIZE + head_size + payload_size
+        self._fill(end)
+        header = json.loads(self._buffer[PREFIX_SIZE : PREFIX_SIZE + head_size])
+        payload = bytes(self._buffer[PREFIX_SIZE + head_size : end])
+        del self._buffer[:end]
+        if not isinstance(header, dict):
+            raise ValueError("frame header is not a JSON object")
+        return header, payload
 
 
 def finish_frame(sock: socket.socket, head_size: int, payload_size: int) -> tuple[dict[str, Any], bytes]:

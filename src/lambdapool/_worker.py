@@ -20,20 +20,12 @@ from typing import Any
 from ._errors import FunctionError, LambdapoolError, OutOfMemory
 from ._loader import find_services, import_app
 from ._model import Endpoint, InvocationContext, Service, call_endpoint
-from ._wire import ChannelClosed, recv_frame, send_frame
-
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+from ._wire import ChannelClosed, FrameReader, send_frame
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident memory as far as it is known (Linux may lag ``ru_maxrss``)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            peak = max(peak, int(statm.read().split()[1]) * _PAGE_SIZE)
-    except OSError:
-        pass
-    return peak
+    """This process's peak resident memory so far (``ru_maxrss``: one cheap system call per call)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
 def _describe(services: list[Service]) -> dict[str, Any]:
@@ -96,9 +88,10 @@ def run(sock: socket.socket, config: dict[str, Any]) -> int:
 def _serve(sock: socket.socket, endpoint: Endpoint, config: dict[str, Any]) -> int:
     folders = [os.path.join(config["projectDir"], folder) for folder in endpoint.folders]
     calls = 0
+    reader = FrameReader(sock)
     while True:
         try:
-            header, payload = recv_frame(sock)
+            header, payload = reader.read()
         except ChannelClosed:
             return 0
         calls += 1
@@ -119,10 +112,13 @@ def _serve(sock: socket.socket, endpoint: Endpoint, config: dict[str, Any]) -> i
             result = call_endpoint(endpoint, json.loads(payload) if payload else {}, context)
             reply: dict[str, Any] = {"op": "result"}
         except FunctionError as exc:
+            error: LambdapoolError = exc
             if isinstance(exc.__cause__, MemoryError):
-                exc = OutOfMemory(f"the function ran out of memory (memory_mb={endpoint.memory_mb})", exc.detailed_message)
+                error = OutOfMemory(
+                    f"the function ran out of memory (memory_mb={endpoint.memory_mb})", exc.detailed_message
+                )
                 exit_after = True
-            reply = {"op": "error", "error": exc.to_body()}
+            reply = {"op": "error", "error": error.to_body()}
         except LambdapoolError as exc:
             reply = {"op": "error", "error": exc.to_body()}
         reply["executionMs"] = (time.perf_counter() - started) * 1000

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
 
 from chalice.app import Chalice, Response
 
@@ -19,7 +18,12 @@ from ._model import Endpoint, InvocationContext, Service, call_endpoint, parse_b
 __all__ = ["mount", "run_path"]
 
 MAX_BODY_BYTES = 6 * 2**20
-_ANY_CONTENT = ["application/json", "text/plain", "application/octet-stream", "application/x-www-form-urlencoded"]
+_ANY_CONTENT = [
+    "application/json",
+    "text/plain",
+    "application/octet-stream",
+    "application/x-www-form-urlencoded",
+]
 
 
 def run_path(service_id: str, endpoint_id: str) -> str:
@@ -62,7 +66,7 @@ def _register_run_route(app: Chalice, endpoint: Endpoint) -> None:
             executed = time.perf_counter()
             result = call_endpoint(endpoint, arguments, context)
         except LambdapoolError as error:
-            headers = {"Content-Type": "application/json", **error.headers()}
+            headers: dict[str, str | list[str]] = {"Content-Type": "application/json", **error.headers()}
             return Response(body=error.to_json().decode(), status_code=error.status, headers=headers)
         finished = time.perf_counter()
         body = {
@@ -84,4 +88,6 @@ def _register_run_route(app: Chalice, endpoint: Endpoint) -> None:
 
     run_view.__name__ = f"lambdapool_run_{endpoint.service_id}_{endpoint.endpoint_id}".replace("-", "_")
     # Any content type: the body is parsed as JSON whatever the header says (the Dataiku client sends none).
-    app.route(run_path(endpoint.service_id, endpoint.endpoint_id), methods=["POST"], content_types=_ANY_CONTENT)(run_view)
+    app.route(run_path(endpoint.service_id, endpoint.endpoint_id), methods=["POST"], content_types=_ANY_CONTENT)(
+        run_view
+    )

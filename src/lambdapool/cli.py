@@ -29,7 +29,11 @@ def _banner(emulator: Emulator) -> str:
                 f"pool floor={pool.floor} cruise={pool.cruise} ceil={pool.ceil} queue={pool.queue} "
                 f"timeout_ms={pool.timeout_ms}  timeout_s={spec.timeout_s} memory_mb={spec.memory_mb}"
             )
-    lines += ["", f"status: {emulator.url}/__lambdapool__/status   metrics: {emulator.url}/metrics", "Press Ctrl-C to stop."]
+    lines += [
+        "",
+        f"status: {emulator.url}/__lambdapool__/status   metrics: {emulator.url}/metrics",
+        "Press Ctrl-C to stop.",
+    ]
     return "\n".join(lines)
 
 
@@ -45,7 +49,10 @@ def local(args: argparse.Namespace) -> int:
         stage=args.stage,
         cold_start_delay_ms=args.cold_start_delay_ms,
     )
+    # Ctrl-C and SIGTERM both stop cleanly; SIGINT is set explicitly because a shell starts background
+    # jobs with it ignored, and Python keeps it ignored.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         emulator.start()
     except (AppLoadError, ValueError, OSError) as exc:

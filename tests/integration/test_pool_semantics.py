@@ -24,7 +24,7 @@ def test_burst_is_served_two_at_once_then_from_the_queue_in_arrival_order(behavi
     behaviours.wait_for_pool("b", "gated", idle=1)
     with ThreadPoolExecutor(4) as pool:
         futures = {}
-        for tag, expected in zip("1234", [{"busy": 1}, {"busy": 2}, {"queue": 1}, {"queue": 2}]):
+        for tag, expected in zip("1234", [{"busy": 1}, {"busy": 2}, {"queue": 1}, {"queue": 2}], strict=True):
             body = {"tag": tag, "gate": str(gates[tag]), "log": str(log)}
             futures[tag] = pool.submit(behaviours.run, "b", "gated", body)
             behaviours.wait_for_pool("b", "gated", **expected)

@@ -15,7 +15,11 @@ from lambdapool._model import InvocationContext, ParameterSpec, call_endpoint, l
 
 def context(endpoint_id: str = "f") -> InvocationContext:
     return InvocationContext(
-        request_id="r", service_id="s", endpoint_id=endpoint_id, deadline=time.time() + 5, cold_start=False,
+        request_id="r",
+        service_id="s",
+        endpoint_id=endpoint_id,
+        deadline=time.time() + 5,
+        cold_start=False,
         pipeline_id="p",
     )
 
@@ -55,7 +59,11 @@ def test_the_pool_file_overrides_the_declared_pool(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("{not json", "not a readable JSON"), ('{"pool": {"flor": 1}}', "unknown pool setting"), ('{"pool": {"ceil": 0}}', "ceil")],
+    [
+        ("{not json", "not a readable JSON"),
+        ('{"pool": {"flor": 1}}', "unknown pool setting"),
+        ('{"pool": {"ceil": 0}}', "ceil"),
+    ],
 )
 def test_a_bad_pool_file_is_a_clear_error(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "config" / "services" / "svc" / "ep.json"
@@ -169,7 +177,11 @@ def test_call_endpoint_injects_context_and_encodes_the_result() -> None:
     def f(x, context):
         return {"x": x, "endpoint": context.endpoint_id, "left": context.get_remaining_time_in_millis() > 0}
 
-    assert json.loads(call_endpoint(svc.endpoint("f"), {"x": 1}, context())) == {"x": 1, "endpoint": "f", "left": True}
+    assert json.loads(call_endpoint(svc.endpoint("f"), {"x": 1}, context())) == {
+        "x": 1,
+        "endpoint": "f",
+        "left": True,
+    }
 
 
 def test_a_raising_function_becomes_a_function_error_named_after_the_exception() -> None:
@@ -238,5 +250,9 @@ def test_the_error_table_matches_the_design() -> None:
 
 def test_errors_survive_a_round_trip_through_their_envelope() -> None:
     error = error_from_body(FunctionError("ZeroDivisionError", "division by zero", "tb").to_body())
-    assert (error.status, error.to_body()["errorType"], error.detailed_message) == (500, "ZeroDivisionError", "tb")
+    assert (error.status, error.to_body()["errorType"], error.detailed_message) == (
+        500,
+        "ZeroDivisionError",
+        "tb",
+    )
     assert error_from_body(BadRequest("m").to_body()).status == 400

@@ -4,7 +4,6 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 
 from chalice import Chalice
 
@@ -109,7 +108,12 @@ def nan():
 
 @svc.function()
 def echo(x=None, context=None, **rest):
-    return {"x": x, "rest": rest, "endpoint": context.endpoint_id, "remainingMs": context.get_remaining_time_in_millis()}
+    return {
+        "x": x,
+        "rest": rest,
+        "endpoint": context.endpoint_id,
+        "remainingMs": context.get_remaining_time_in_millis(),
+    }
 
 
 @svc.function(pool=Pool(floor=1, ceil=2, cruise=1, queue=2))

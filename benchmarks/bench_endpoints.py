@@ -1,0 +1,219 @@
+"""Side by side: the same `add` function through a bare Werkzeug threaded server, `chalice local` and the
+lambdapool emulator, at 1 and 8 concurrent clients; plus the emulator's cold start and idle pipeline memory.
+
+    python benchmarks/bench_endpoints.py [--seconds 5]
+
+Each server runs in its own process; each concurrent client is its own process with one keep-alive
+connection, so the client side is the same for every server. Not run by CI: the figures depend on the
+machine. Prints a table with the ratios the targets are stated in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+APP = HERE / "app"
+PATH = "/public/api/v1/bench/add/run"
+BODY = json.dumps({"x": 1, "y": 2}).encode()
+
+BARE_SERVER = textwrap.dedent(
+    """
+    import json, sys
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    def add(x, y):
+        return x + y
+
+    @Request.application
+    def app(request):
+        args = json.loads(request.get_data() or b"{}")
+        return Response(json.dumps({"response": add(**args)}), content_type="application/json")
+
+    make_server("127.0.0.1", int(sys.argv[1]), app, threaded=True).serve_forever()
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(port: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("POST", PATH, body=BODY, headers={"Content-Type": "application/json"})
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"server on {port} never answered")
+
+
+def client(port: int, seconds: float, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    latencies: list[float] = []
+    errors = 0
+    end = time.perf_counter() + seconds
+    headers = {"Content-Type": "application/json"}
+    while (now := time.perf_counter()) < end:
+        try:
+            connection.request("POST", PATH, body=BODY, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                errors += 1
+            if response.getheader("Connection", "").lower() == "close" or response.version == 10:
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        except OSError:
+            errors += 1
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        latencies.append(time.perf_counter() - now)
+    queue.put((latencies, errors))
+
+
+def load(port: int, concurrency: int, seconds: float) -> dict[str, float]:
+    queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    workers = [multiprocessing.Process(target=client, args=(port, seconds, queue)) for _ in range(concurrency)]
+    for worker in workers:
+        worker.start()
+    results = [queue.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    latencies = sorted(latency for result in results for latency in result[0])
+    errors = sum(result[1] for result in results)
+    return {
+        "rps": len(latencies) / seconds,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "errors": errors,
+    }
+
+
+def start_server(kind: str, port: int) -> subprocess.Popen[bytes]:
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    if kind == "werkzeug":
+        return subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)], **quiet)
+    if kind == "chalice local":
+        chalice = shutil.which("chalice") or str(Path(sys.executable).parent / "chalice")
+        return subprocess.Popen([chalice, "local", "--port", str(port)], cwd=APP, **quiet)
+    return subprocess.Popen([sys.executable, "-m", "lambdapool.cli", "local", str(APP), "--port", str(port)], **quiet)
+
+
+def bench_servers(seconds: float) -> dict[tuple[str, int], dict[str, float]]:
+    results = {}
+    for kind in ("werkzeug", "chalice local", "lambdapool"):
+        port = free_port()
+        server = start_server(kind, port)
+        try:
+            wait_ready(port)
+            load(port, 8, min(1.0, seconds))  # warm-up
+            for concurrency in (1, 8):
+                results[(kind, concurrency)] = load(port, concurrency, seconds)
+        finally:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    return results
+
+
+def uss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        return sum(
+            int(line.split()[1]) * 1024 for line in rollup if line.startswith(("Private_Clean", "Private_Dirty"))
+        )
+
+
+def bench_cold_start(samples: int) -> dict[str, float]:
+    """New pipeline to first result, through the emulator's own fork server, on a trivial app."""
+    from lambdapool._forkserver import ForkServer
+    from lambdapool._wire import recv_frame, send_frame
+
+    with tempfile.TemporaryDirectory() as project:
+        Path(project, "app.py").write_text(
+            "from chalice import Chalice\nfrom lambdapool import Service\nfrom lambdapool.chalice import mount\n"
+            "app = Chalice(app_name='t')\nsvc = Service('s')\n@svc.function()\ndef noop():\n    return None\n"
+            "mount(app, svc)\n"
+        )
+        config = {
+            "mode": "serve",
+            "projectDir": project,
+            "serviceId": "s",
+            "endpointId": "noop",
+            "pipelineId": "b",
+        }
+        times, memory = [], []
+        with ForkServer(preload=["json", "logging", "chalice", "lambdapool", "lambdapool.chalice"]) as server:
+            for _ in range(samples):
+                started = time.perf_counter()
+                pid, sock = server.spawn(config)
+                assert recv_frame(sock)[0]["op"] == "ready"
+                send_frame(sock, {"op": "call", "requestId": "r", "deadline": time.time() + 10, "cold": True}, b"{}")
+                assert recv_frame(sock)[0]["op"] == "result"
+                times.append((time.perf_counter() - started) * 1000)
+                memory.append(uss_bytes(pid))
+                sock.close()
+    times.sort()
+    return {
+        "p50_ms": statistics.median(times),
+        "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
+        "uss_mb": statistics.median(memory) / 2**20,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5.0, help="load duration per server and concurrency")
+    parser.add_argument("--cold-samples", type=int, default=100)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.seconds:g} s per run\n")
+    results = bench_servers(args.seconds)
+    print(f"{'server':<15}{'clients':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for (kind, concurrency), figures in results.items():
+        print(
+            f"{kind:<15}{concurrency:>8}{figures['rps']:>10.0f}{figures['p50_ms']:>9.2f}"
+            f"{figures['p99_ms']:>9.2f}{figures['errors']:>8.0f}"
+        )
+    ours = {c: results[("lambdapool", c)]["rps"] for c in (1, 8)}
+    print()
+    for concurrency in (1, 8):
+        versus_werkzeug = ours[concurrency] / results[("werkzeug", concurrency)]["rps"]
+        versus_chalice = ours[concurrency] / results[("chalice local", concurrency)]["rps"]
+        print(
+            f"{concurrency} client(s): lambdapool / werkzeug = {versus_werkzeug:.2f}x, "
+            f"lambdapool / chalice local = {versus_chalice:.1f}x"
+        )
+    cold = bench_cold_start(args.cold_samples)
+    print(
+        f"\ncold start (new pipeline to first result, trivial app, {args.cold_samples} samples): "
+        f"p50 {cold['p50_ms']:.2f} ms, p99 {cold['p99_ms']:.2f} ms"
+    )
+    print(f"idle pipeline memory: {cold['uss_mb']:.2f} MB USS (median)")
+
+
+if __name__ == "__main__":
+    main()
