@@ -87,7 +87,7 @@ class Emulator:
         port: int = 8000,
         stage: str = "dev",
         cold_start_delay_ms: int = 0,
-        memory_check_interval_s: float = 0.01,
+        memory_check_interval_s: float = 0.05,
         max_body_bytes: int = 6 * 2**20,
     ):
         self.project_dir = Path(project_dir).resolve()
