@@ -11,6 +11,7 @@ import ast
 import importlib.util
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,8 @@ class Emulator:
     """Serve ``project_dir``'s function endpoints on ``host:port`` (``port=0`` picks a free port).
 
     ``cold_start_delay_ms`` adds an emulated provider overhead to every pipeline start;
-    ``memory_check_interval_s`` is how often pipelines' resident memory is compared with ``memory_mb``.
+    ``supervise_interval_s`` is how often running calls are checked against ``timeout_s`` and pipelines'
+    resident memory against ``memory_mb`` (a pipeline's peak memory is also checked after every call).
     Raises :class:`~lambdapool._loader.AppLoadError` from :meth:`start` if the app cannot be loaded.
     """
 
@@ -87,7 +89,7 @@ class Emulator:
         port: int = 8000,
         stage: str = "dev",
         cold_start_delay_ms: int = 0,
-        memory_check_interval_s: float = 0.05,
+        supervise_interval_s: float = 0.05,
         max_body_bytes: int = 6 * 2**20,
     ):
         self.project_dir = Path(project_dir).resolve()
@@ -97,7 +99,7 @@ class Emulator:
         self.cold_start_delay_ms = cold_start_delay_ms
         self.max_body_bytes = max_body_bytes
         self.services: dict[str, ServedService] = {}
-        self._memory_check_interval_s = memory_check_interval_s
+        self._supervise_interval_s = supervise_interval_s
         self._chalice_config: dict[str, Any] = {}
         self._app_name = ""
         self._forkserver: ForkServer | None = None
@@ -128,7 +130,7 @@ class Emulator:
             self._build_services(self._describe())
             for runtime in self.runtimes():
                 runtime.load()
-            self._watcher = threading.Thread(target=self._watch_memory, name="lambdapool-memory", daemon=True)
+            self._watcher = threading.Thread(target=self._supervise, name="lambdapool-supervisor", daemon=True)
             self._watcher.start()
             from ._http import EmulatorApp
 
@@ -254,7 +256,8 @@ class Emulator:
             if runtime.on_exit(pid, status):
                 return
 
-    def _watch_memory(self) -> None:
-        while not self._stopping.wait(self._memory_check_interval_s):
+    def _supervise(self) -> None:
+        while not self._stopping.wait(self._supervise_interval_s):
+            now = time.monotonic()
             for runtime in self.runtimes():
-                runtime.check_memory()
+                runtime.supervise(now)

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wrappers import Request, Response
 
-from ._errors import LambdapoolError, NotFound, PayloadTooLarge, Unauthorized
+from ._errors import BadRequest, LambdapoolError, NotFound, PayloadTooLarge, Unauthorized
 from ._metrics import EmulatorCollector
 from ._model import parse_body
 
@@ -105,13 +106,24 @@ def read_body(request: Request, limit: int) -> bytes:
     """
     stream = request.stream
     declared = request.content_length
-    if declared is not None and declared > limit:
-        _drain(stream, declared)
-        raise _too_large(limit, declared)
-    data = stream.read(limit + 1)
-    if len(data) > limit:
-        _drain(stream, None)
-        raise _too_large(limit, declared)
+    try:
+        if declared is not None and declared > limit:
+            _drain(stream, declared)
+            raise _too_large(limit, declared)
+        data = stream.read(limit + 1)
+        while declared is not None and len(data) < declared:  # a socket read may return part of it
+            more = stream.read(declared - len(data))
+            if not more:
+                raise ClientDisconnected()
+            data += more
+        if len(data) > limit:
+            _drain(stream, None)
+            raise _too_large(limit, declared)
+    except ClientDisconnected as exc:
+        raise BadRequest(
+            "the request body ended early",
+            f"the client sent fewer bytes than its Content-Length ({declared}) announced",
+        ) from exc
     return bytes(data)
 
 

@@ -109,6 +109,7 @@ class Pipeline:
         self.calls = 0
         self.started_at = time.time()
         self.kill_reason: str | None = None  # "timeout", "oom", "retired" or "shutdown" once we end it
+        self.call_deadline: float | None = None  # time.monotonic() by which the running call must end
         self.exit_status: int | None = None
         self.exited = threading.Event()
         self._sock = sock
@@ -120,15 +121,20 @@ class Pipeline:
             except OSError:
                 self._pidfd = None
 
-    def call(self, header: dict[str, Any], payload: bytes, timeout_s: float) -> tuple[dict[str, Any], bytes]:
-        """Send a call and wait at most ``timeout_s`` for its reply.
+    def call(self, header: dict[str, Any], payload: bytes, deadline: float) -> tuple[dict[str, Any], bytes]:
+        """Send a call and wait for its reply.
 
-        Raises ``TimeoutError`` when the time runs out, :class:`ChannelClosed` or ``OSError`` if the process died.
+        The socket blocks without a timeout (a timeout would cost a ``poll`` per read): the supervisor kills
+        the process once ``deadline`` (a ``time.monotonic()`` time) passes, which ends the wait. Raises
+        :class:`ChannelClosed` or ``OSError`` if the process died or was killed.
         """
         self.calls += 1
-        self._sock.settimeout(timeout_s)
-        send_frame(self._sock, header, payload)
-        return self.reader.read()
+        self.call_deadline = deadline
+        try:
+            send_frame(self._sock, header, payload)
+            return self.reader.read()
+        finally:
+            self.call_deadline = None
 
     def kill(self, reason: str) -> None:
         """End the process now (SIGKILL) and remember why."""
@@ -353,18 +359,23 @@ class EndpointRuntime:
         with self._lock:
             return list(self._pipelines.values())
 
-    def check_memory(self) -> None:
-        """Kill every running pipeline whose resident memory is over ``memory_mb`` (an idle one cannot grow;
-        called by the memory watcher)."""
+    def supervise(self, now: float) -> None:
+        """Kill every running pipeline whose call is past its deadline (``now`` is ``time.monotonic()``) or
+        whose resident memory is over ``memory_mb``. Idle pipelines are skipped: they can neither grow nor
+        run late. Called periodically by the emulator's supervisor thread."""
         with self._lock:
             running = [
                 pipeline
                 for pool_id, pipeline in self._pipelines.items()
-                if self._core.state_of(pool_id) is not PipelineState.IDLE
+                if self._core.state_of(pool_id) is not PipelineState.IDLE and pipeline.kill_reason is None
             ]
         for pipeline in running:
+            deadline = pipeline.call_deadline
+            if deadline is not None and now > deadline:
+                pipeline.kill("timeout")
+                continue
             rss = read_rss_bytes(pipeline.pid)
-            if rss is not None and rss > self._memory_limit_bytes and pipeline.kill_reason is None:
+            if rss is not None and rss > self._memory_limit_bytes:
                 pipeline.kill("oom")
 
     def on_exit(self, pid: int, status: int) -> bool:
@@ -423,15 +434,7 @@ class EndpointRuntime:
         healthy = False
         try:
             try:
-                reply, result = pipeline.call(header, payload, self.spec.timeout_s)
-            except TimeoutError:
-                pipeline.kill("timeout")
-                self.stats.count("timeouts")
-                raise Timeout(
-                    f"{self.spec.service_id}/{self.spec.endpoint_id} ran longer than timeout_s={self.spec.timeout_s}",
-                    f"the call was stopped after {self.spec.timeout_s} s; its pipeline ({pipeline.label}) was "
-                    "killed and is replaced",
-                ) from None
+                reply, result = pipeline.call(header, payload, time.monotonic() + self.spec.timeout_s)
             except (ChannelClosed, OSError, ValueError):
                 raise self._death_error(pipeline) from None
             if reply.get("peakRssBytes", 0) > self._memory_limit_bytes:
@@ -466,7 +469,14 @@ class EndpointRuntime:
         )
 
     def _death_error(self, pipeline: Pipeline) -> LambdapoolError:
-        """What to answer for a call whose pipeline died under it."""
+        """What to answer for a call whose pipeline died under it (or was killed for it)."""
+        if pipeline.kill_reason == "timeout":
+            self.stats.count("timeouts")
+            return Timeout(
+                f"{self.spec.service_id}/{self.spec.endpoint_id} ran longer than timeout_s={self.spec.timeout_s}",
+                f"the call was stopped after {self.spec.timeout_s} s; its pipeline ({pipeline.label}) was "
+                "killed and is replaced",
+            )
         if pipeline.kill_reason == "oom":
             self.stats.count("outOfMemory")
             return OutOfMemory(
@@ -617,6 +627,7 @@ class EndpointRuntime:
         if header.get("peakRssBytes", 0) > self._memory_limit_bytes:
             pipeline.kill("oom")
             return self._death_error(pipeline)
+        pipeline.reader.sock.settimeout(None)  # calls block; the supervisor enforces their deadlines
         return None
 
     def _start_failed(self, pool_id: int, error: LambdapoolError) -> None:

@@ -70,7 +70,7 @@ class FrameReader:
     next one. Raises like :func:`recv_frame`.
     """
 
-    CHUNK_BYTES = 256 * 1024
+    CHUNK_BYTES = 64 * 1024  # under malloc's mmap threshold: no mmap/munmap per read
 
     def __init__(self, sock: socket.socket):
         self.sock = sock

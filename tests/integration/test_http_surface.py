@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 
 import pytest
 import requests
@@ -79,6 +80,20 @@ def test_a_body_over_6_mb_is_payload_too_large(behaviours: Client) -> None:
     chunks = (big[i : i + 2**20] for i in range(0, len(big), 2**20))
     _error(behaviours.run("b", "echo", data=chunks), 413, "PayloadTooLarge")
     assert behaviours.run("b", "echo", {"x": "a" * 2**20}).status_code == 200
+
+
+def test_a_body_shorter_than_its_content_length_is_a_bad_request(behaviours: Client) -> None:
+    host, port = behaviours.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(b"POST /public/api/v1/b/echo/run HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}")
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert json.loads(body)["errorType"] == "BadRequest"
+    assert behaviours.run("b", "echo", {"x": 1}).status_code == 200
 
 
 def test_no_body_and_no_content_type_is_an_empty_object(behaviours: Client) -> None:
