@@ -31,6 +31,7 @@ from typing import Any
 from ._wire import (
     PREFIX_SIZE,
     ChannelClosed,
+    FrameReader,
     decode_prefix,
     encode_frame,
     finish_frame,
@@ -229,7 +230,7 @@ class ForkServer:
             self.stop()
             raise ForkServerError(f"unexpected fork server greeting {header!r}")
         ours.settimeout(None)
-        self._reader = threading.Thread(target=self._read, name="lambdapool-forkserver", daemon=True)
+        self._reader = threading.Thread(target=self._read, args=(ours,), name="lambdapool-forkserver", daemon=True)
         self._reader.start()
 
     def spawn(self, config: dict[str, Any], timeout_s: float = 30.0) -> tuple[int, socket.socket]:
@@ -260,11 +261,15 @@ class ForkServer:
             raise ForkServerError("the fork server did not answer a spawn request")
         return result[0], ours
 
-    def _read(self) -> None:
-        assert self._control is not None
+    def _read(self, control: socket.socket) -> None:
+        """The reader thread: answers to spawn requests and pipeline exits, until the socket closes.
+
+        It holds its own reference to the socket: :meth:`stop` may clear ``self._control`` at any time.
+        """
+        reader = FrameReader(control)
         try:
             while True:
-                header, _ = recv_frame(self._control)
+                header, _ = reader.read()
                 if header["op"] == "spawned":
                     with self._lock:
                         event, result = self._pending.pop(header["token"], (None, []))

@@ -43,6 +43,17 @@ def _start_cli(project: Path, *extra: str) -> tuple[subprocess.Popen[str], str, 
     return process, match.group(1), banner
 
 
+def _emulator_pids(url: str) -> list[int]:
+    """The fork server's pid and every pipeline's, from the emulator's status."""
+    status = requests.get(f"{url}/__lambdapool__/status", timeout=10).json()
+    return [status["forkServerPid"]] + [
+        process_info["pid"]
+        for service in status["services"].values()
+        for endpoint in service["endpoints"].values()
+        for process_info in endpoint["pipelines"]["processes"]
+    ]
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_stopping_the_emulator_leaves_no_pipeline_behind(stop_signal: signal.Signals) -> None:
     process, url, banner = _start_cli(SAMPLE_APP)
@@ -50,13 +61,7 @@ def test_stopping_the_emulator_leaves_no_pipeline_behind(stop_signal: signal.Sig
         assert any("/public/api/v1/311/predict/run" in line and "ceil=8" in line for line in banner)
         answer = requests.post(f"{url}/public/api/v1/demo/add/run", json={"x": 1, "y": 1}, timeout=30)
         assert answer.json()["response"] == 2
-        status = requests.get(f"{url}/__lambdapool__/status", timeout=10).json()
-        pids = [status["forkServerPid"]] + [
-            process_info["pid"]
-            for service in status["services"].values()
-            for endpoint in service["endpoints"].values()
-            for process_info in endpoint["pipelines"]["processes"]
-        ]
+        pids = _emulator_pids(url)
         assert len(pids) >= 5 and all(_alive(pid) for pid in pids)
         process.send_signal(stop_signal)
         assert process.wait(timeout=30) == 0
@@ -70,10 +75,7 @@ def test_stopping_the_emulator_leaves_no_pipeline_behind(stop_signal: signal.Sig
 def test_a_killed_emulator_takes_its_pipelines_with_it() -> None:
     process, url, _ = _start_cli(APPS / "behaviours")
     try:
-        status = requests.get(f"{url}/__lambdapool__/status", timeout=10).json()
-        pids = [status["forkServerPid"]] + [
-            info["pid"] for info in status["services"]["b"]["endpoints"]["echo"]["pipelines"]["processes"]
-        ]
+        pids = _emulator_pids(url)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         wait_until(lambda: not any(_alive(pid) for pid in pids), timeout_s=10)
@@ -83,28 +85,26 @@ def test_a_killed_emulator_takes_its_pipelines_with_it() -> None:
             process.wait()
 
 
-def test_an_app_that_fails_to_import_is_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "app.py").write_text("import no_such_module_here\n")
+def _failed_start(project: Path) -> str:
+    """Run ``lambdapool local`` on a project that cannot start; returns what it printed on stderr."""
     result = subprocess.run(
-        [sys.executable, "-m", "lambdapool.cli", "local", str(tmp_path), "--port", "0"],
+        [sys.executable, "-m", "lambdapool.cli", "local", str(project), "--port", "0"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 2
-    assert "No module named 'no_such_module_here'" in result.stderr
     assert "cannot start" in result.stderr
+    return result.stderr
+
+
+def test_an_app_that_fails_to_import_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("import no_such_module_here\n")
+    assert "No module named 'no_such_module_here'" in _failed_start(tmp_path)
 
 
 def test_a_missing_app_py_is_a_clear_error(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "lambdapool.cli", "local", str(tmp_path), "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert "app.py not found" in result.stderr
+    assert "app.py not found" in _failed_start(tmp_path)
 
 
 def test_the_cold_start_delay_flag_adds_to_every_pipeline_start() -> None:
