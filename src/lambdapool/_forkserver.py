@@ -80,7 +80,6 @@ def _child(control: socket.socket, wakeup_r: int, fd: int, config: dict[str, Any
         control.close()
         os.close(wakeup_r)
         _die_with_parent()
-        gc.unfreeze()
         from . import _worker
 
         code = _worker.run(socket.socket(fileno=fd), config)
@@ -115,7 +114,7 @@ def serve(control: socket.socket, preload: Sequence[str]) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.collect()
-    gc.freeze()  # keep the preloaded objects' pages shared with the pipelines
+    gc.freeze()  # the preloaded objects stay frozen in pipelines too: the collector never touches their pages
     children: set[int] = set()
     send_frame(control, {"op": "ready", "pid": os.getpid()})
     try:

@@ -226,8 +226,10 @@ class EndpointStats:
         with self._lock:
             self.counters[name] += 1
 
-    def observe(self, total_ms: float) -> None:
+    def succeeded(self, total_ms: float) -> None:
+        """Count a successful call and its total time."""
         with self._lock:
+            self.counters["succeeded"] += 1
             self._recent_ms.append(total_ms)
             self.bucket_counts[bisect.bisect_left(LATENCY_BUCKETS_S, total_ms / 1000)] += 1
             self.latency_sum_s += total_ms / 1000
@@ -313,8 +315,7 @@ class EndpointRuntime:
         finally:
             with self._lock:
                 self._tickets.pop(request_id, None)
-        self.stats.count("succeeded")
-        self.stats.observe(result.timing["total"])
+        self.stats.succeeded(result.timing["total"])
         return result
 
     def status(self) -> dict[str, Any]:
