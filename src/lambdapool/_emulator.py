@@ -99,6 +99,8 @@ class Emulator:
         self.cold_start_delay_ms = cold_start_delay_ms
         self.max_body_bytes = max_body_bytes
         self.services: dict[str, ServedService] = {}
+        #: Lambda function name -> endpoint, under both ``{app}-{stage}-{service}-{endpoint}`` and the bare name.
+        self.lambda_functions: dict[str, EndpointRuntime] = {}
         self._supervise_interval_s = supervise_interval_s
         self._chalice_config: dict[str, Any] = {}
         self._app_name = ""
@@ -172,6 +174,10 @@ class Emulator:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    def deployed_name(self, function_name: str) -> str:
+        """The name Chalice deploys a function under: ``{app}-{stage}-{function_name}``."""
+        return f"{self._app_name}-{self.stage}-{function_name}"
+
     def runtimes(self) -> Iterator[EndpointRuntime]:
         for service in list(self.services.values()):
             yield from list(service.endpoints.values())
@@ -201,7 +207,7 @@ class Emulator:
         environment = function_environment(self._chalice_config, self.stage, function_name) if service_id else {}
         environment.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         if service_id:
-            environment["AWS_LAMBDA_FUNCTION_NAME"] = f"{self._app_name}-{self.stage}-{function_name}"
+            environment["AWS_LAMBDA_FUNCTION_NAME"] = self.deployed_name(function_name)
         environment["LAMBDAPOOL_STAGE"] = self.stage
         return {
             "mode": mode,
@@ -240,7 +246,10 @@ class Emulator:
                     Pool(**endpoint_data["pool"]),
                 )
                 spec = EndpointSpec.from_description(endpoint_data, pool)
-                service.endpoints[spec.endpoint_id] = EndpointRuntime(spec, self._launch)
+                runtime = EndpointRuntime(spec, self._launch)
+                service.endpoints[spec.endpoint_id] = runtime
+                for name in (self.deployed_name(spec.lambda_name), spec.lambda_name):
+                    self.lambda_functions.setdefault(name, runtime)
             self.services[service.service_id] = service
 
     def _launch(self, runtime: EndpointRuntime, pool_id: int) -> tuple[int, socket.socket]:

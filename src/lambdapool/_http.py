@@ -8,20 +8,22 @@ import hmac
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wrappers import Request, Response
 
-from ._errors import BadRequest, LambdapoolError, NotFound, PayloadTooLarge, Unauthorized
+from ._errors import BadRequest, LambdapoolError, NotFound, PayloadTooLarge, QueueFull, Unauthorized
 from ._metrics import EmulatorCollector
 from ._model import parse_body
 
 if TYPE_CHECKING:
     from ._emulator import Emulator, ServedService
-    from ._runtime import CallResult
+    from ._runtime import CallResult, EndpointRuntime
 
 log = logging.getLogger("lambdapool.http")
 _DRAIN_LIMIT_BYTES = 256 * 2**20  # past this an oversized upload is cut off instead of read and discarded
@@ -34,6 +36,7 @@ _ROUTES: tuple[tuple[re.Pattern[str], frozenset[str], str], ...] = tuple(
     (re.compile(pattern + "/?"), frozenset(methods), view)
     for pattern, methods, view in (
         (rf"/public/api/v1/(?P<service_id>{_ID})/(?P<endpoint_id>{_ID})/run", {"POST"}, "run"),
+        (r"/2015-03-31/functions/(?P<function_name>[A-Za-z0-9_:.%-]+)/invocations", {"POST"}, "invoke"),
         (r"/__lambdapool__/status", {"GET"}, "status"),
         (r"/metrics", {"GET"}, "metrics"),
     )
@@ -63,6 +66,12 @@ def match_route(method: str, path: str) -> tuple[str, dict[str, str]]:
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return Response(data, status=status, headers=headers, content_type="application/json")
+
+
+def lambda_error(status: int, error_type: str, message: str, **extra: str) -> Response:
+    """An error of the Lambda service itself (not of the function), as botocore parses it."""
+    body = {"Type": "User", "message": message, **extra}
+    return json_response(body, status, {"x-amzn-ErrorType": error_type})
 
 
 def error_response(error: LambdapoolError) -> Response:
@@ -169,6 +178,7 @@ class EmulatorApp:
         self.registry.register(EmulatorCollector(emulator))
         self._views: dict[str, Callable[..., Response]] = {
             "run": self.run,
+            "invoke": self.invoke,
             "status": self.status,
             "metrics": self.metrics,
         }
@@ -221,6 +231,67 @@ class EmulatorApp:
         # The pipeline parses the body again: pass it on as sent when that parse is sure to agree.
         payload = raw if raw[:1] == b"{" else json.dumps(arguments).encode()
         return json_response(envelope(runtime.call(arguments, payload)))
+
+    def invoke(self, request: Request, function_name: str) -> Response:
+        """AWS Lambda's Invoke API, so ``boto3.client("lambda", endpoint_url=...)`` works against the emulator.
+
+        ``RequestResponse`` runs the endpoint without queueing (a busy pool is a 429
+        ``TooManyRequestsException``, as Lambda throttles); ``Event`` answers 202 and runs it through the
+        pool's queue; ``DryRun`` answers 204. A failed call is a 200 with ``X-Amz-Function-Error: Unhandled``.
+        """
+        name = unquote(function_name).rsplit(":function:", 1)[-1].split(":", 1)[0]
+        runtime = self.emulator.lambda_functions.get(name)
+        if runtime is None:
+            return lambda_error(404, "ResourceNotFoundException", f"Function not found: {name}")
+        invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+        if invocation_type not in ("RequestResponse", "Event", "DryRun"):
+            return lambda_error(400, "InvalidParameterValueException", f"invalid invocation type {invocation_type}")
+        try:
+            raw = read_body(request, self.emulator.max_body_bytes)
+        except PayloadTooLarge as error:
+            return lambda_error(413, "RequestTooLargeException", error.message)
+        except BadRequest as error:
+            return lambda_error(400, "InvalidRequestContentException", error.message)
+        try:
+            payload = parse_body(raw)
+        except BadRequest as error:
+            return lambda_error(400, "InvalidRequestContentException", error.message)
+        headers = {"X-Amz-Executed-Version": "$LATEST"}
+        if invocation_type == "DryRun":
+            return Response(status=204, headers=headers)
+        if invocation_type == "Event":
+            threading.Thread(target=self._run_event, args=(runtime, payload), daemon=True).start()
+            return Response(status=202, headers=headers)
+        try:
+            result = runtime.call(runtime.spec.parameters.bind(payload), may_queue=False)
+        except QueueFull:
+            return lambda_error(
+                429,
+                "TooManyRequestsException",
+                "Rate Exceeded.",
+                Reason="ReservedFunctionConcurrentInvocationLimitExceeded",
+            )
+        except LambdapoolError as error:
+            body = {
+                "errorMessage": error.message,
+                "errorType": error.type_name(),
+                "stackTrace": error.detailed_message.splitlines(),
+            }
+            return json_response(body, 200, {**headers, "X-Amz-Function-Error": "Unhandled"})
+        return json_response(result.result, 200, headers)
+
+    @staticmethod
+    def _run_event(runtime: EndpointRuntime, payload: dict[str, Any]) -> None:
+        """Run an asynchronous invocation; like Lambda, its result goes nowhere and its failure is logged."""
+        try:
+            runtime.call(runtime.spec.parameters.bind(payload))
+        except LambdapoolError as error:
+            log.warning(
+                "asynchronous invocation of %s failed: %s: %s",
+                runtime.spec.lambda_name,
+                error.type_name(),
+                error.message,
+            )
 
     def status(self, request: Request) -> Response:
         return json_response(self.emulator.status())

@@ -136,8 +136,9 @@ class PoolCore:
         """The endpoint loads: start ``floor`` pipelines."""
         return [self._new_pipeline(None) for _ in range(self.pool.floor)]
 
-    def arrive(self, request_id: RequestId, now: float) -> list[Action]:
-        """A request arrives."""
+    def arrive(self, request_id: RequestId, now: float, may_queue: bool = True) -> list[Action]:
+        """A request arrives. With ``may_queue`` false it is rejected rather than queued (Lambda's
+        synchronous invocations are throttled, never queued)."""
         if self._idle:
             pipeline_id = self._idle.pop()
             self._pipelines[pipeline_id].state = PipelineState.BUSY
@@ -148,7 +149,7 @@ class PoolCore:
                 return []
         if len(self._pipelines) < self.pool.ceil:
             return [self._new_pipeline(request_id)]
-        if len(self._queue) < self.pool.queue:
+        if may_queue and len(self._queue) < self.pool.queue:
             self._queue.append((request_id, now + self.pool.timeout_ms / 1000))
             return []
         return [Reject(request_id, RejectReason.QUEUE_FULL)]

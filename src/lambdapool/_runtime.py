@@ -291,17 +291,18 @@ class EndpointRuntime:
             actions = self._core.load(self._clock())
         self._execute(actions)
 
-    def call(self, arguments: dict[str, Any], payload: bytes | None = None) -> CallResult:
+    def call(self, arguments: dict[str, Any], payload: bytes | None = None, may_queue: bool = True) -> CallResult:
         """Run one call with bound ``arguments`` through the pool; raises a :class:`LambdapoolError`.
 
-        ``payload`` is ``arguments`` as JSON, when the caller already has it.
+        ``payload`` is ``arguments`` as JSON, when the caller already has it. With ``may_queue`` false a call
+        that finds ``ceil`` pipelines busy is rejected at once (:class:`QueueFull`), as Lambda throttles.
         """
         request_id = f"{self._id_prefix}-{next(self._request_numbers)}"
         ticket = _Ticket(request_id, self._clock())
         self.stats.count("calls")
         with self._lock:
             self._tickets[request_id] = ticket
-            actions = self._core.arrive(request_id, ticket.arrived)
+            actions = self._core.arrive(request_id, ticket.arrived, may_queue)
         self._execute(actions)
         try:
             self._wait_for_pipeline(ticket)

@@ -1,0 +1,96 @@
+"""boto3's Lambda client against the emulator's Invoke API: results, function errors, throttling, Event."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from .conftest import Client, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def lambda_client(emulator: Client):
+    return boto3.client(
+        "lambda",
+        endpoint_url=emulator.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        # No client-side retries: the test wants to see each throttle.
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=60),
+    )
+
+
+def test_request_response_returns_the_result(behaviours: Client) -> None:
+    client = lambda_client(behaviours)
+    answer = client.invoke(FunctionName="b-echo", Payload=json.dumps({"x": 41, "y": 1}))
+    assert answer["StatusCode"] == 200
+    assert "FunctionError" not in answer
+    assert json.loads(answer["Payload"].read())["x"] == 41
+    # The name Chalice deploys it under, and its ARN, reach the same function.
+    for name in ("behaviours-dev-b-echo", "arn:aws:lambda:us-east-1:123456789012:function:behaviours-dev-b-echo"):
+        assert json.loads(client.invoke(FunctionName=name, Payload=b'{"x": 2}')["Payload"].read())["x"] == 2
+
+
+def test_a_raising_function_sets_function_error(behaviours: Client) -> None:
+    answer = lambda_client(behaviours).invoke(FunctionName="b-fail", Payload=json.dumps({"message": "nope"}))
+    assert answer["StatusCode"] == 200
+    assert answer["FunctionError"] == "Unhandled"
+    body = json.loads(answer["Payload"].read())
+    assert body["errorType"] == "ValueError" and body["errorMessage"] == "nope"
+    assert any("raise ValueError" in line for line in body["stackTrace"])
+
+
+def test_bad_parameters_are_a_function_error_named_bad_request(behaviours: Client) -> None:
+    answer = lambda_client(behaviours).invoke(FunctionName="b-pair", Payload=b'{"unknown": 1}')
+    assert answer["FunctionError"] == "Unhandled"
+    assert json.loads(answer["Payload"].read())["errorType"] == "BadRequest"
+
+
+def test_invokes_above_ceil_are_throttled_not_queued(behaviours: Client, tmp_path: Path) -> None:
+    # gated_short_queue: ceil=1 and a queue, which the Invoke API does not use (Lambda has none).
+    client = lambda_client(behaviours)
+    gate = tmp_path / "gate"
+    behaviours.wait_for_pool("b", "gated_short_queue", idle=1)
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(
+            client.invoke, FunctionName="b-gated_short_queue", Payload=json.dumps({"gate": str(gate)})
+        )
+        behaviours.wait_for_pool("b", "gated_short_queue", busy=1)
+        with pytest.raises(client.exceptions.TooManyRequestsException) as throttled:
+            client.invoke(FunctionName="b-gated_short_queue", Payload=json.dumps({"gate": str(gate)}))
+        assert throttled.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+        assert behaviours.endpoint_status("b", "gated_short_queue")["queue"]["depth"] == 0
+        gate.touch()
+        assert json.loads(running.result()["Payload"].read()) == "done"
+
+
+def test_event_invocations_answer_202_and_run(behaviours: Client, tmp_path: Path) -> None:
+    gate, log = tmp_path / "gate", tmp_path / "log"
+    gate.touch()
+    answer = lambda_client(behaviours).invoke(
+        FunctionName="b-gated",
+        InvocationType="Event",
+        Payload=json.dumps({"tag": "async", "gate": str(gate), "log": str(log)}),
+    )
+    assert answer["StatusCode"] == 202
+    wait_until(lambda: log.exists() and log.read_text().split() == ["async"])
+    wait_until(lambda: behaviours.endpoint_status("b", "gated")["counters"]["succeeded"] == 1)
+
+
+def test_an_unknown_function_is_resource_not_found(behaviours: Client) -> None:
+    client = lambda_client(behaviours)
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.invoke(FunctionName="b-nope", Payload=b"{}")
+
+
+def test_a_payload_that_is_not_an_object_is_invalid_request_content(behaviours: Client) -> None:
+    client = lambda_client(behaviours)
+    with pytest.raises(client.exceptions.InvalidRequestContentException):
+        client.invoke(FunctionName="b-echo", Payload=b"[1, 2]")
