@@ -248,8 +248,9 @@ class Emulator:
                 spec = EndpointSpec.from_description(endpoint_data, pool)
                 runtime = EndpointRuntime(spec, self._launch)
                 service.endpoints[spec.endpoint_id] = runtime
-                for name in (self.deployed_name(spec.lambda_name), spec.lambda_name):
-                    self.lambda_functions.setdefault(name, runtime)
+                if not spec.inline:  # an inline endpoint has no Lambda function of its own on AWS
+                    for name in (self.deployed_name(spec.lambda_name), spec.lambda_name):
+                        self.lambda_functions.setdefault(name, runtime)
             self.services[service.service_id] = service
 
     def _launch(self, runtime: EndpointRuntime, pool_id: int) -> tuple[int, socket.socket]:

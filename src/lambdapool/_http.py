@@ -7,8 +7,10 @@ import binascii
 import hmac
 import json
 import logging
+import math
 import re
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -66,6 +68,18 @@ def match_route(method: str, path: str) -> tuple[str, dict[str, str]]:
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return Response(data, status=status, headers=headers, content_type="application/json")
+
+
+def report_line(runtime: EndpointRuntime, result: CallResult) -> str:
+    """Lambda's ``REPORT`` log line for a call (what ``LogType=Tail`` returns), with ``Init Duration`` on a
+    cold start, so that callers can read cold starts the same way from the emulator and from AWS."""
+    line = (
+        f"REPORT RequestId: {uuid.uuid4()}\tDuration: {result.timing['execution']:.2f} ms\t"
+        f"Billed Duration: {math.ceil(result.timing['execution'])} ms\tMemory Size: {runtime.spec.memory_mb} MB"
+    )
+    if result.api_context["coldStart"]:
+        line += f"\tInit Duration: {result.timing['coldStart']:.2f} ms"
+    return line + "\t\n"
 
 
 def lambda_error(status: int, error_type: str, message: str, **extra: str) -> Response:
@@ -278,6 +292,8 @@ class EmulatorApp:
                 "stackTrace": error.detailed_message.splitlines(),
             }
             return json_response(body, 200, {**headers, "X-Amz-Function-Error": "Unhandled"})
+        if request.headers.get("X-Amz-Log-Type") == "Tail":
+            headers["X-Amz-Log-Result"] = base64.b64encode(report_line(runtime, result).encode()).decode()
         return json_response(result.result, 200, headers)
 
     @staticmethod

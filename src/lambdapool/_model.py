@@ -232,6 +232,7 @@ class Endpoint:
     outputs: tuple[str, ...] | None
     folders: tuple[str, ...]
     parameters: ParameterSpec
+    inline: bool = False
 
     @property
     def lambda_name(self) -> str:
@@ -251,6 +252,7 @@ class Endpoint:
             "outputs": list(self.outputs) if self.outputs is not None else None,
             "folders": list(self.folders),
             "parameters": self.parameters.to_dict(),
+            "inline": self.inline,
         }
 
 
@@ -294,13 +296,16 @@ class Service:
         description: str | None = None,
         outputs: Sequence[str] | None = None,
         folders: Sequence[str] = (),
+        inline: bool = False,
     ) -> Any:
         """Declare a function endpoint; usable as ``@svc.function`` or ``@svc.function(...)``.
 
-        The JSON body's attributes bind to the function's parameters; ``context`` is injected. Returns the
-        function unchanged. Raises ``ValueError`` for an invalid or duplicate id, an invalid pool, limits
-        outside Lambda's (``timeout_s`` 1..900, ``memory_mb`` 128..10240), invalid ``outputs`` or a
-        signature a JSON object cannot bind.
+        The JSON body's attributes bind to the function's parameters; ``context`` is injected. On AWS the
+        endpoint gets its own Lambda function, unless ``inline=True``: it then runs inside the API handler
+        (no extra hop, but no pool of its own: its ``pool``, ``timeout_s`` and ``memory_mb`` are not
+        applied there). Returns the function unchanged. Raises ``ValueError`` for an invalid or duplicate
+        id, an invalid pool, limits outside Lambda's (``timeout_s`` 1..900, ``memory_mb`` 128..10240),
+        invalid ``outputs`` or a signature a JSON object cannot bind.
         """
 
         def register(fn: F) -> F:
@@ -313,6 +318,7 @@ class Service:
                 description=description,
                 outputs=outputs,
                 folders=folders,
+                inline=inline,
             )
             return fn
 
@@ -329,6 +335,7 @@ class Service:
         description: str | None,
         outputs: Sequence[str] | None,
         folders: Sequence[str],
+        inline: bool,
     ) -> Endpoint:
         if not callable(fn):
             raise ValueError(f"Service {self.service_id!r}: {fn!r} is not callable")
@@ -362,6 +369,7 @@ class Service:
             outputs=output_names,
             folders=tuple(folders),
             parameters=ParameterSpec.from_function(fn, where),
+            inline=bool(inline),
         )
         self._endpoints[name] = endpoint
         return endpoint

@@ -51,6 +51,7 @@ class EndpointSpec:
     description: str
     outputs: tuple[str, ...] | None
     parameters: ParameterSpec
+    inline: bool = False
 
     @classmethod
     def from_description(cls, data: dict[str, Any], pool: Pool) -> EndpointSpec:
@@ -63,6 +64,7 @@ class EndpointSpec:
             description=data.get("description", ""),
             outputs=tuple(data["outputs"]) if data.get("outputs") is not None else None,
             parameters=ParameterSpec.from_dict(data["parameters"]),
+            inline=bool(data.get("inline", False)),
         )
 
     @property

@@ -1,4 +1,4 @@
-"""The sample project through the emulator, with real clients (Dataiku's included) and Chalice's test client."""
+"""The sample project through the emulator, with real clients (Dataiku's included)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from chalice.test import Client as ChaliceClient
 from dataikuapi import APINodeClient
 from dataikuapi.utils import DataikuException
 
@@ -64,30 +63,3 @@ def test_the_slow_endpoint_shows_queueing(sample: Client) -> None:
         answers = list(pool.map(lambda _: sample.run("demo", "slow", {"seconds": 0.5}), range(4)))
     assert [answer.status_code for answer in answers] == [200] * 4
     assert len({answer.json()["response"]["pid"] for answer in answers}) == 2  # ceil=2
-
-
-def test_chalice_test_client_runs_the_same_routes_in_process() -> None:
-    import importlib.util
-    import sys
-
-    sys.path.insert(0, str(SAMPLE_APP))
-    try:
-        spec = importlib.util.spec_from_file_location("sample_app_under_test", SAMPLE_APP / "app.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SAMPLE_APP))
-    with ChaliceClient(module.app) as client:
-        ok = client.http.post(
-            "/public/api/v1/demo/add/run",
-            headers={"Content-Type": "application/json"},
-            body=json.dumps({"x": 1, "y": 2}),
-        )
-        assert ok.status_code == 200 and ok.json_body["response"] == 3
-        assert set(ok.json_body) == {"response", "timing", "apiContext"}
-        bad = client.http.post("/public/api/v1/311/predict/run", body=json.dumps({"complaint_type": "dragons"}))
-        assert bad.status_code == 400 and bad.json_body["errorType"] == "BadRequest"
-        missing = client.http.post("/public/api/v1/demo/add/run", body=b"[1]")
-        assert missing.status_code == 400 and missing.json_body["errorType"] == "BadRequest"
-        outputs = client.http.post("/public/api/v1/311/complaint_types/run", body=b"")
-        assert outputs.json_body["response"]["count"] == 9
