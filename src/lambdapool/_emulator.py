@@ -62,6 +62,37 @@ def third_party_imports(path: Path) -> list[str]:
     return found
 
 
+def describe_project(forkserver: ForkServer, config: dict[str, Any]) -> dict[str, Any]:
+    """The services ``app.py`` declares, read in a short-lived process so that no user code runs here.
+
+    Raises :class:`~lambdapool._loader.AppLoadError` with the traceback if the app fails to load.
+    """
+    _pid, sock = forkserver.spawn(config)
+    with sock:
+        try:
+            sock.settimeout(120)
+            header, _ = recv_frame(sock)
+        except (ChannelClosed, OSError, ValueError) as exc:
+            raise AppLoadError(f"loading {config['projectDir']}/app.py killed its process ({exc})") from exc
+    if header.get("op") == "init_error":
+        raise AppLoadError(header["error"]["detailedMessage"].rstrip() + "\n" + header["error"]["message"])
+    description: dict[str, Any] = header["description"]
+    return description
+
+
+def endpoint_specs(project_dir: Path, service_data: dict[str, Any]) -> list[EndpointSpec]:
+    """A described service's endpoints, with the pool files of ``config/services/`` applied."""
+    return [
+        EndpointSpec.from_description(
+            endpoint_data,
+            load_pool_override(
+                project_dir, service_data["serviceId"], endpoint_data["endpointId"], Pool(**endpoint_data["pool"])
+            ),
+        )
+        for endpoint_data in service_data["endpoints"]
+    ]
+
+
 class ServedService:
     """A served service: its id, API keys and endpoint runtimes."""
 
@@ -129,7 +160,7 @@ class Emulator:
                 preload=[*BASE_PRELOAD, *third_party_imports(path)], on_exit=self._on_pipeline_exit
             )
             self._forkserver.start()
-            self._build_services(self._describe())
+            self._build_services(describe_project(self._forkserver, self._pipeline_config("describe")))
             for runtime in self.runtimes():
                 runtime.load()
             self._watcher = threading.Thread(target=self._supervise, name="lambdapool-supervisor", daemon=True)
@@ -219,33 +250,12 @@ class Emulator:
             "coldStartDelayMs": self.cold_start_delay_ms if mode == "serve" else 0,
         }
 
-    def _describe(self) -> dict[str, Any]:
-        assert self._forkserver is not None
-        _pid, sock = self._forkserver.spawn(self._pipeline_config("describe"))
-        with sock:
-            try:
-                sock.settimeout(120)
-                header, _ = recv_frame(sock)
-            except (ChannelClosed, OSError, ValueError) as exc:
-                raise AppLoadError(f"loading {self.project_dir / 'app.py'} killed its process ({exc})") from exc
-        if header.get("op") == "init_error":
-            raise AppLoadError(header["error"]["detailedMessage"].rstrip() + "\n" + header["error"]["message"])
-        description: dict[str, Any] = header["description"]
-        return description
-
     def _build_services(self, description: dict[str, Any]) -> None:
         for service_data in description["services"]:
             service = ServedService(
                 service_data["serviceId"], service_data["description"], tuple(service_data["apiKeys"])
             )
-            for endpoint_data in service_data["endpoints"]:
-                pool = load_pool_override(
-                    self.project_dir,
-                    service.service_id,
-                    endpoint_data["endpointId"],
-                    Pool(**endpoint_data["pool"]),
-                )
-                spec = EndpointSpec.from_description(endpoint_data, pool)
+            for spec in endpoint_specs(self.project_dir, service_data):
                 runtime = EndpointRuntime(spec, self._launch)
                 service.endpoints[spec.endpoint_id] = runtime
                 if not spec.inline:  # an inline endpoint has no Lambda function of its own on AWS

@@ -47,7 +47,8 @@ __all__ = ["LAMBDA_NAME_LIMIT", "deployed_function_name", "handler_name", "mount
 MAX_BODY_BYTES = 6 * 2**20
 #: AWS Lambda's limit on a function name.
 LAMBDA_NAME_LIMIT = 64
-_ANY_CONTENT = ["application/json", "text/plain", "application/octet-stream", "application/x-www-form-urlencoded"]
+# Chalice requires one binary-ness per route: these are the textual types a JSON body arrives with.
+_ANY_CONTENT = ["application/json", "text/plain", "application/x-www-form-urlencoded"]
 _INIT_DURATION = re.compile(r"Init Duration: ([0-9.]+) ms")
 
 

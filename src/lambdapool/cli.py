@@ -68,6 +68,30 @@ def local(args: argparse.Namespace) -> int:
     return 0
 
 
+def config(args: argparse.Namespace) -> int:
+    from ._deploy import configure
+
+    try:
+        changes = configure(args.project_dir, args.stage)
+    except (AppLoadError, ValueError, OSError) as exc:
+        print(f"lambdapool config: {exc}", file=sys.stderr)
+        return 2
+    for line in changes:
+        print(line)
+    if not changes:
+        print(f"lambdapool config: {args.project_dir} is up to date for stage {args.stage}")
+    print(f"next: cd {args.project_dir} && chalice deploy --stage {args.stage}")
+    return 0
+
+
+def check_package(args: argparse.Namespace) -> int:
+    from ._deploy import package_size
+
+    size = package_size(args.zip)
+    print(size.report())
+    return 1 if size.over_limit else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lambdapool", description="Function endpoints with real pools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra delay added to every pipeline start, to emulate a provider's cold-start overhead (0)",
     )
     run_local.set_defaults(handler=local)
+
+    run_config = commands.add_parser(
+        "config", help="write each endpoint's Lambda settings into .chalice/config.json and vendor the runtime"
+    )
+    run_config.add_argument("project_dir", nargs="?", default=".", help="the Chalice project (holding app.py)")
+    run_config.add_argument("--stage", default="dev", help="the Chalice stage to configure (dev)")
+    run_config.set_defaults(handler=config)
+
+    run_check = commands.add_parser(
+        "check-package", help="compare a deployment zip with Lambda's size limits (exit 1 when over)"
+    )
+    run_check.add_argument("zip", help="the zip chalice package / chalice deploy built")
+    run_check.set_defaults(handler=check_package)
     return parser
 
 

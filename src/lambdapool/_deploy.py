@@ -1,0 +1,145 @@
+"""``lambdapool config``: what ``chalice deploy`` needs to apply the pools, and a package size check.
+
+- Each endpoint's Lambda function gets ``reserved_concurrency`` (its pool's ``ceil``), ``lambda_timeout``
+  (``timeout_s``) and ``lambda_memory_size`` (``memory_mb``) under ``stages.<stage>.lambda_functions`` in
+  ``.chalice/config.json``; everything else in the file is kept as it is.
+- lambdapool's runtime (the model and the Chalice adapter, standard library plus ``chalice.app``) is copied
+  into the project's ``vendor/``, which Chalice puts in every deployment package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ._chalice_config import app_name, read_chalice_config
+from ._emulator import describe_project, endpoint_specs
+from ._forkserver import ForkServer
+from ._runtime import EndpointSpec
+from .chalice import LAMBDA_NAME_LIMIT
+
+#: The modules that run inside Lambda: the model and the Chalice adapter (nothing of the emulator).
+RUNTIME_FILES = ("__init__.py", "_errors.py", "_model.py", "chalice.py", "py.typed")
+ZIPPED_LIMIT_BYTES = 50 * 2**20
+UNZIPPED_LIMIT_BYTES = 250 * 2**20
+
+
+def project_endpoints(project_dir: Path) -> list[EndpointSpec]:
+    """Every endpoint ``app.py`` declares, pool files applied (the app is loaded in a child process)."""
+    config = {"mode": "describe", "projectDir": str(project_dir), "serviceId": "", "endpointId": "", "pipelineId": ""}
+    with ForkServer() as forkserver:
+        description = describe_project(forkserver, config)
+    return [spec for service in description["services"] for spec in endpoint_specs(project_dir, service)]
+
+
+def function_settings(spec: EndpointSpec) -> dict[str, int]:
+    """The Chalice settings that carry an endpoint's pool and limits to its Lambda function."""
+    return {
+        "reserved_concurrency": spec.pool.ceil,
+        "lambda_timeout": spec.timeout_s,
+        "lambda_memory_size": spec.memory_mb,
+    }
+
+
+def apply_settings(config: dict[str, Any], stage: str, specs: list[EndpointSpec]) -> list[str]:
+    """Write every function's settings into ``config`` (in place); returns a line per change made."""
+    stage_config = config.setdefault("stages", {}).setdefault(stage, {})
+    functions = stage_config.setdefault("lambda_functions", {})
+    changes: list[str] = []
+    for spec in specs:
+        if spec.inline:
+            continue
+        settings = functions.setdefault(spec.lambda_name, {})
+        for key, value in function_settings(spec).items():
+            if settings.get(key) != value:
+                before = settings.get(key, "unset")
+                changes.append(f"stages.{stage}.lambda_functions.{spec.lambda_name}.{key}: {before} -> {value}")
+                settings[key] = value
+    return changes
+
+
+def check_names(app: str, stage: str, specs: list[EndpointSpec]) -> None:
+    """Raise ``ValueError`` if a deployed function name would exceed Lambda's 64 characters."""
+    for spec in specs:
+        name = f"{app}-{stage}-{spec.lambda_name}"
+        if not spec.inline and len(name) > LAMBDA_NAME_LIMIT:
+            raise ValueError(f"{name!r} is {len(name)} characters; Lambda allows {LAMBDA_NAME_LIMIT}")
+
+
+def vendor_runtime(project_dir: Path) -> list[str]:
+    """Copy lambdapool's runtime into ``project_dir/vendor/lambdapool``; returns a line per file changed."""
+    source = Path(__file__).parent
+    target = project_dir / "vendor" / "lambdapool"
+    target.mkdir(parents=True, exist_ok=True)
+    changes = []
+    for name in RUNTIME_FILES:
+        content = (source / name).read_bytes()
+        destination = target / name
+        if not destination.is_file() or destination.read_bytes() != content:
+            destination.write_bytes(content)
+            changes.append(f"vendor/lambdapool/{name}: updated")
+    for stale in sorted(set(p.name for p in target.iterdir()) - set(RUNTIME_FILES)):
+        path = target / stale
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        changes.append(f"vendor/lambdapool/{stale}: removed")
+    return changes
+
+
+def configure(project_dir: str | Path, stage: str = "dev") -> list[str]:
+    """Do all of ``lambdapool config``; returns what changed (nothing, the second time).
+
+    Raises ``ValueError`` for a function name over Lambda's limit or a ``.chalice/config.json`` that is not
+    a JSON object, :class:`~lambdapool._loader.AppLoadError` if ``app.py`` cannot be loaded.
+    """
+    project = Path(project_dir).resolve()
+    specs = project_endpoints(project)
+    path = project / ".chalice" / "config.json"
+    config = read_chalice_config(project)
+    if not config:
+        config = {"version": "2.0", "app_name": project.name, "stages": {}}
+    check_names(app_name(project, config), stage, specs)
+    changes = apply_settings(config, stage, specs)
+    if changes or not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return changes + vendor_runtime(project)
+
+
+@dataclasses.dataclass(frozen=True)
+class PackageSize:
+    """A deployment package's sizes against Lambda's limits, with its biggest top-level entries."""
+
+    zipped_bytes: int
+    unzipped_bytes: int
+    biggest: list[tuple[str, int]]
+
+    @property
+    def over_limit(self) -> bool:
+        return self.zipped_bytes > ZIPPED_LIMIT_BYTES or self.unzipped_bytes > UNZIPPED_LIMIT_BYTES
+
+    def report(self) -> str:
+        """One line of totals; when over a limit, a warning and the biggest contributors."""
+        mb = 2**20
+        lines = [
+            f"package: {self.zipped_bytes / mb:.1f} MB zipped (limit {ZIPPED_LIMIT_BYTES // mb} MB), "
+            f"{self.unzipped_bytes / mb:.1f} MB unzipped (limit {UNZIPPED_LIMIT_BYTES // mb} MB)"
+        ]
+        if self.over_limit:
+            lines.append("WARNING: over Lambda's limits; chalice deploy will fail. Biggest contributors (unzipped):")
+            lines += [f"  {size / mb:8.1f} MB  {name}" for name, size in self.biggest]
+        return "\n".join(lines)
+
+
+def package_size(zip_path: str | Path, top: int = 10) -> PackageSize:
+    """Measure a deployment zip (``chalice package`` / ``chalice deploy`` build one)."""
+    path = Path(zip_path)
+    by_entry: Counter[str] = Counter()
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            by_entry[info.filename.split("/", 1)[0]] += info.file_size
+    return PackageSize(path.stat().st_size, sum(by_entry.values()), by_entry.most_common(top))
