@@ -63,6 +63,30 @@ def apply_settings(config: dict[str, Any], stage: str, specs: list[EndpointSpec]
     return changes
 
 
+QUALIFIER_VARIABLE = "LAMBDAPOOL_FUNCTION_QUALIFIER"
+PROVISIONED_ALIAS = "live"
+
+
+def opt_in_provisioned(config: dict[str, Any], stage: str) -> list[str]:
+    """Make the stage's run routes invoke the alias that carries provisioned concurrency."""
+    variables = config.setdefault("stages", {}).setdefault(stage, {}).setdefault("environment_variables", {})
+    if variables.get(QUALIFIER_VARIABLE) == PROVISIONED_ALIAS:
+        return []
+    variables[QUALIFIER_VARIABLE] = PROVISIONED_ALIAS
+    return [f"stages.{stage}.environment_variables.{QUALIFIER_VARIABLE}: -> {PROVISIONED_ALIAS}"]
+
+
+def provisioned_commands(app: str, stage: str, specs: list[EndpointSpec]) -> list[str]:
+    """The CloudFormation deploys (infra/provisioned-concurrency.yaml) that keep each floor warm on AWS."""
+    return [
+        "aws cloudformation deploy --template-file infra/provisioned-concurrency.yaml "
+        f"--stack-name {app}-{stage}-{spec.lambda_name}-floor "
+        f"--parameter-overrides FunctionName={app}-{stage}-{spec.lambda_name} Floor={spec.pool.floor}"
+        for spec in specs
+        if not spec.inline and spec.pool.floor >= 1
+    ]
+
+
 def check_names(app: str, stage: str, specs: list[EndpointSpec]) -> None:
     """Raise ``ValueError`` if a deployed function name would exceed Lambda's 64 characters."""
     for spec in specs:
@@ -90,8 +114,19 @@ def vendor_runtime(project_dir: Path) -> list[str]:
     return changes
 
 
-def configure(project_dir: str | Path, stage: str = "dev") -> list[str]:
-    """Do all of ``lambdapool config``; returns what changed (nothing, the second time).
+@dataclasses.dataclass(frozen=True)
+class ConfigResult:
+    """What ``lambdapool config`` changed (a line each; none the second time) and what to run next."""
+
+    changes: list[str]
+    next_steps: list[str]
+
+
+def configure(project_dir: str | Path, stage: str = "dev", provisioned: bool = False) -> ConfigResult:
+    """Do all of ``lambdapool config``.
+
+    With ``provisioned``, the stage opts in to provisioned concurrency for the pools' floors: its run routes
+    invoke the alias ``live``, and the next steps are the CloudFormation deploys that create it.
 
     Raises ``ValueError`` for a function name over Lambda's limit or a ``.chalice/config.json`` that is not
     a JSON object, :class:`~lambdapool._loader.AppLoadError` if ``app.py`` cannot be loaded.
@@ -102,12 +137,19 @@ def configure(project_dir: str | Path, stage: str = "dev") -> list[str]:
     config = read_chalice_config(project)
     if not config:
         config = {"version": "2.0", "app_name": project.name, "stages": {}}
-    check_names(app_name(project, config), stage, specs)
+    app = app_name(project, config)
+    check_names(app, stage, specs)
     changes = apply_settings(config, stage, specs)
+    if provisioned:
+        changes += opt_in_provisioned(config, stage)
     if changes or not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return changes + vendor_runtime(project)
+    changes += vendor_runtime(project)
+    next_steps = [f"cd {project} && chalice deploy --stage {stage}"]
+    if provisioned:
+        next_steps += provisioned_commands(app, stage, specs)
+    return ConfigResult(changes, next_steps)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -207,12 +207,14 @@ def _forward(
     api_function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")  # Chalice's API handler: {app}-{stage}
     function_name = f"{api_function}-{endpoint.lambda_name}"
     payload = json.dumps(arguments).encode()
+    qualifier = os.environ.get("LAMBDAPOOL_FUNCTION_QUALIFIER")  # the alias with provisioned concurrency
+    extra = {"Qualifier": qualifier} if qualifier else {}
     give_up = time.monotonic() + endpoint.pool.timeout_ms / 1000
     delay_s = 0.05
     while True:
         invoked = time.perf_counter()
         try:
-            answer = client.invoke(FunctionName=function_name, Payload=payload, LogType="Tail")
+            answer = client.invoke(FunctionName=function_name, Payload=payload, LogType="Tail", **extra)
             break
         except client.exceptions.TooManyRequestsException:
             if time.monotonic() + delay_s > give_up:

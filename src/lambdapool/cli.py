@@ -72,15 +72,17 @@ def config(args: argparse.Namespace) -> int:
     from ._deploy import configure
 
     try:
-        changes = configure(args.project_dir, args.stage)
+        result = configure(args.project_dir, args.stage, provisioned=args.provisioned)
     except (AppLoadError, ValueError, OSError) as exc:
         print(f"lambdapool config: {exc}", file=sys.stderr)
         return 2
-    for line in changes:
+    for line in result.changes:
         print(line)
-    if not changes:
+    if not result.changes:
         print(f"lambdapool config: {args.project_dir} is up to date for stage {args.stage}")
-    print(f"next: cd {args.project_dir} && chalice deploy --stage {args.stage}")
+    print("next:")
+    for step in result.next_steps:
+        print(f"  {step}")
     return 0
 
 
@@ -114,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_config.add_argument("project_dir", nargs="?", default=".", help="the Chalice project (holding app.py)")
     run_config.add_argument("--stage", default="dev", help="the Chalice stage to configure (dev)")
+    run_config.add_argument(
+        "--provisioned",
+        action="store_true",
+        help="opt the stage in to provisioned concurrency for the floors (see infra/provisioned-concurrency.yaml)",
+    )
     run_config.set_defaults(handler=config)
 
     run_check = commands.add_parser(
