@@ -23,6 +23,7 @@ from ._forkserver import ForkServer
 from ._loader import AppLoadError, app_path
 from ._model import Pool, load_pool_override
 from ._runtime import EndpointRuntime, EndpointSpec
+from ._tasks import TaskRunner, TaskStore
 from ._wire import ChannelClosed, recv_frame
 
 #: Always preloaded in the fork server: what every app.py imports.
@@ -106,7 +107,8 @@ class ServedService:
 class Emulator:
     """Serve ``project_dir``'s function endpoints on ``host:port`` (``port=0`` picks a free port).
 
-    ``cold_start_delay_ms`` adds an emulated provider overhead to every pipeline start;
+    ``cold_start_delay_ms`` adds an emulated provider overhead to every pipeline start; submitted tasks are
+    kept in ``state_dir`` (default ``PROJECT_DIR/.lambdapool``);
     ``supervise_interval_s`` is how often running calls are checked against ``timeout_s`` and pipelines'
     resident memory against ``memory_mb`` (a pipeline's peak memory is also checked after every call).
     Raises :class:`~lambdapool._loader.AppLoadError` from :meth:`start` if the app cannot be loaded.
@@ -122,6 +124,7 @@ class Emulator:
         cold_start_delay_ms: int = 0,
         supervise_interval_s: float = 0.05,
         max_body_bytes: int = 6 * 2**20,
+        state_dir: str | Path | None = None,
     ):
         self.project_dir = Path(project_dir).resolve()
         self.host = host
@@ -129,6 +132,8 @@ class Emulator:
         self.stage = stage
         self.cold_start_delay_ms = cold_start_delay_ms
         self.max_body_bytes = max_body_bytes
+        self.state_dir = Path(state_dir) if state_dir is not None else self.project_dir / ".lambdapool"
+        self.tasks: TaskRunner | None = None
         self.services: dict[str, ServedService] = {}
         #: Lambda function name -> endpoint, under both ``{app}-{stage}-{service}-{endpoint}`` and the bare name.
         self.lambda_functions: dict[str, EndpointRuntime] = {}
@@ -161,6 +166,7 @@ class Emulator:
             )
             self._forkserver.start()
             self._build_services(describe_project(self._forkserver, self._pipeline_config("describe")))
+            self.tasks = TaskRunner(TaskStore(self.state_dir / "tasks"))
             for runtime in self.runtimes():
                 runtime.load()
             self._watcher = threading.Thread(target=self._supervise, name="lambdapool-supervisor", daemon=True)

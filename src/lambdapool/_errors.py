@@ -137,6 +137,13 @@ class Timeout(LambdapoolError):
     error_type = "Timeout"
 
 
+class Cancelled(LambdapoolError):
+    """A submitted task was cancelled (``DELETE /public/api/v1/tasks/{taskId}``) before it finished."""
+
+    status = 409
+    error_type = "Cancelled"
+
+
 _NAMED_ERRORS: tuple[type[LambdapoolError], ...] = (
     BadRequest,
     Unauthorized,
@@ -149,6 +156,7 @@ _NAMED_ERRORS: tuple[type[LambdapoolError], ...] = (
     PipelineCrashed,
     OutOfMemory,
     Timeout,
+    Cancelled,
 )
 
 #: errorType name -> class, for every error with a fixed name (FunctionError takes the raised class's name).

@@ -26,6 +26,7 @@ from ._model import parse_body
 if TYPE_CHECKING:
     from ._emulator import Emulator, ServedService
     from ._runtime import CallResult, EndpointRuntime
+    from ._tasks import TaskRunner
 
 log = logging.getLogger("lambdapool.http")
 _DRAIN_LIMIT_BYTES = 256 * 2**20  # past this an oversized upload is cut off instead of read and discarded
@@ -38,6 +39,9 @@ _ROUTES: tuple[tuple[re.Pattern[str], frozenset[str], str], ...] = tuple(
     (re.compile(pattern + "/?"), frozenset(methods), view)
     for pattern, methods, view in (
         (rf"/public/api/v1/(?P<service_id>{_ID})/(?P<endpoint_id>{_ID})/run", {"POST"}, "run"),
+        (rf"/public/api/v1/(?P<service_id>{_ID})/(?P<endpoint_id>{_ID})/submit", {"POST"}, "submit"),
+        (r"/public/api/v1/tasks/(?P<task_id>[A-Za-z0-9_-]+)", {"GET", "DELETE"}, "task"),
+        (r"/public/api/v1/tasks", {"GET"}, "tasks"),
         (r"/2015-03-31/functions/(?P<function_name>[A-Za-z0-9_:.%-]+)/invocations", {"POST"}, "invoke"),
         (r"/__lambdapool__/status", {"GET"}, "status"),
         (r"/metrics", {"GET"}, "metrics"),
@@ -192,6 +196,9 @@ class EmulatorApp:
         self.registry.register(EmulatorCollector(emulator))
         self._views: dict[str, Callable[..., Response]] = {
             "run": self.run,
+            "submit": self.submit,
+            "task": self.task,
+            "tasks": self.list_tasks,
             "invoke": self.invoke,
             "status": self.status,
             "metrics": self.metrics,
@@ -232,7 +239,7 @@ class EmulatorApp:
             )
         return service
 
-    def run(self, request: Request, service_id: str, endpoint_id: str) -> Response:
+    def _endpoint(self, request: Request, service_id: str, endpoint_id: str) -> EndpointRuntime:
         service = self._service(service_id, request)
         runtime = service.endpoints.get(endpoint_id)
         if runtime is None:
@@ -240,11 +247,52 @@ class EmulatorApp:
                 f"unknown endpoint {service_id}/{endpoint_id}",
                 f"endpoints of {service_id}: {', '.join(service.endpoints) or 'none'}",
             )
+        return runtime
+
+    def run(self, request: Request, service_id: str, endpoint_id: str) -> Response:
+        runtime = self._endpoint(request, service_id, endpoint_id)
         raw = read_body(request, self.emulator.max_body_bytes)
         arguments = runtime.spec.parameters.bind(parse_body(raw))
         # The pipeline parses the body again: pass it on as sent when that parse is sure to agree.
         payload = raw if raw[:1] == b"{" else json.dumps(arguments).encode()
         return json_response(envelope(runtime.call(arguments, payload)))
+
+    def submit(self, request: Request, service_id: str, endpoint_id: str) -> Response:
+        """Start a task: 202 ``{"taskId"}``; it runs through the endpoint's pool, its state is kept."""
+        runtime = self._endpoint(request, service_id, endpoint_id)
+        arguments = runtime.spec.parameters.bind(parse_body(read_body(request, self.emulator.max_body_bytes)))
+        task = self._runner().submit(runtime, arguments)
+        return json_response({"taskId": task["taskId"]}, 202)
+
+    def task(self, request: Request, task_id: str) -> Response:
+        """A task's state (GET), or cancel it (DELETE: a queued task leaves the queue, a running one is killed)."""
+        runner = self._runner()
+        task = runner.store.get(task_id)
+        if task is None:
+            raise NotFound(f"unknown task {task_id!r}")
+        self._service(task["serviceId"], request)  # the service's API key guards its tasks
+        if request.method == "DELETE":
+            task = runner.cancel(task_id) or task
+        return json_response(task)
+
+    def list_tasks(self, request: Request) -> Response:
+        """Tasks, oldest first, filtered by ``serviceId``, ``endpointId`` and ``status`` query parameters."""
+        filters = {key: request.args.get(key, "") for key in ("serviceId", "endpointId", "status")}
+        if filters["serviceId"]:
+            self._service(filters["serviceId"], request)
+        visible = [
+            task
+            for task in self._runner().store.list(**filters)
+            if task["serviceId"] in self.emulator.services
+            and is_authorized(self.emulator.services[task["serviceId"]], request)
+        ]
+        return json_response({"tasks": visible})
+
+    def _runner(self) -> TaskRunner:
+        runner = self.emulator.tasks
+        if runner is None:
+            raise NotFound("tasks are not available: the emulator is not started")
+        return runner
 
     def invoke(self, request: Request, function_name: str) -> Response:
         """AWS Lambda's Invoke API, so ``boto3.client("lambda", endpoint_url=...)`` works against the emulator.

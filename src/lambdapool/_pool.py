@@ -219,6 +219,14 @@ class PoolCore:
             actions.append(Reject(self._queue.popleft()[0], RejectReason.QUEUE_TIMEOUT))
         return actions
 
+    def withdraw(self, request_id: RequestId) -> bool:
+        """Take a queued request out of the queue (it was cancelled); returns whether it was queued."""
+        for index, (request, _) in enumerate(self._queue):
+            if request == request_id:
+                del self._queue[index]
+                return True
+        return False
+
     # -- internals ------------------------------------------------------------------------------------
 
     def _new_pipeline(self, bound: RequestId | None, for_queue: bool = False) -> Start:

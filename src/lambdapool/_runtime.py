@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import (
+    Cancelled,
     LambdapoolError,
     OutOfMemory,
     PipelineCrashed,
@@ -176,15 +177,17 @@ class Pipeline:
 class _Ticket:
     """A request's place in the pool: how the HTTP thread learns which pipeline serves it."""
 
-    __slots__ = ("arrived", "cold", "error", "event", "pipeline_id", "request_id")
+    __slots__ = ("arrived", "cancelled", "cold", "error", "event", "on_start", "pipeline_id", "request_id")
 
-    def __init__(self, request_id: str, arrived: float):
+    def __init__(self, request_id: str, arrived: float, on_start: Callable[[], object] | None = None):
         self.request_id = request_id
         self.arrived = arrived
         self.event = threading.Event()
         self.pipeline_id: int | None = None
         self.cold = False
+        self.cancelled = False
         self.error: LambdapoolError | None = None
+        self.on_start = on_start
 
 
 @dataclasses.dataclass
@@ -293,14 +296,22 @@ class EndpointRuntime:
             actions = self._core.load(self._clock())
         self._execute(actions)
 
-    def call(self, arguments: dict[str, Any], payload: bytes | None = None, may_queue: bool = True) -> CallResult:
+    def call(
+        self,
+        arguments: dict[str, Any],
+        payload: bytes | None = None,
+        may_queue: bool = True,
+        request_id: str | None = None,
+        on_start: Callable[[], object] | None = None,
+    ) -> CallResult:
         """Run one call with bound ``arguments`` through the pool; raises a :class:`LambdapoolError`.
 
         ``payload`` is ``arguments`` as JSON, when the caller already has it. With ``may_queue`` false a call
         that finds ``ceil`` pipelines busy is rejected at once (:class:`QueueFull`), as Lambda throttles.
+        ``request_id`` names the call for :meth:`cancel`; ``on_start`` is called once it has a pipeline.
         """
-        request_id = f"{self._id_prefix}-{next(self._request_numbers)}"
-        ticket = _Ticket(request_id, self._clock())
+        request_id = request_id or f"{self._id_prefix}-{next(self._request_numbers)}"
+        ticket = _Ticket(request_id, self._clock(), on_start)
         self.stats.count("calls")
         with self._lock:
             self._tickets[request_id] = ticket
@@ -320,6 +331,23 @@ class EndpointRuntime:
                 self._tickets.pop(request_id, None)
         self.stats.succeeded(result.timing["total"])
         return result
+
+    def cancel(self, request_id: str) -> bool:
+        """Cancel the call ``request_id``: a queued one leaves the queue, a running one has its pipeline killed
+        (and replaced). The call then raises :class:`Cancelled`. Returns whether the call was found."""
+        with self._lock:
+            ticket = self._tickets.get(request_id)
+            if ticket is None:
+                return False
+            ticket.cancelled = True
+            withdrawn = self._core.withdraw(request_id)
+            pipeline = self._pipelines.get(ticket.pipeline_id) if ticket.pipeline_id is not None else None
+        if withdrawn:
+            ticket.error = Cancelled("the call was cancelled while it waited in the queue")
+            ticket.event.set()
+        elif pipeline is not None:
+            pipeline.kill("cancelled")
+        return True
 
     def status(self) -> dict[str, Any]:
         """Pool settings, pipelines, queue depth, counters and latency percentiles."""
@@ -437,6 +465,11 @@ class EndpointRuntime:
             self.stats.count("coldStarts")
         healthy = False
         try:
+            if ticket.cancelled:  # cancelled while its pipeline was starting: give the pipeline back unused
+                healthy = True
+                raise Cancelled("the call was cancelled before it started")
+            if ticket.on_start is not None:
+                ticket.on_start()
             try:
                 reply, result = pipeline.call(header, payload, time.monotonic() + self.spec.timeout_s)
             except (ChannelClosed, OSError, ValueError):
@@ -474,6 +507,10 @@ class EndpointRuntime:
 
     def _death_error(self, pipeline: Pipeline) -> LambdapoolError:
         """What to answer for a call whose pipeline died under it (or was killed for it)."""
+        if pipeline.kill_reason == "cancelled":
+            return Cancelled(
+                f"the call was cancelled while running; pipeline {pipeline.label} was killed and is replaced"
+            )
         if pipeline.kill_reason == "timeout":
             self.stats.count("timeouts")
             return Timeout(

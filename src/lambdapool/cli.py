@@ -48,6 +48,7 @@ def local(args: argparse.Namespace) -> int:
         port=args.port,
         stage=args.stage,
         cold_start_delay_ms=args.cold_start_delay_ms,
+        state_dir=args.state_dir,
     )
     # Ctrl-C and SIGTERM both stop cleanly; SIGINT is set explicitly because a shell starts background
     # jobs with it ignored, and Python keeps it ignored.
@@ -108,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="MS",
         help="extra delay added to every pipeline start, to emulate a provider's cold-start overhead (0)",
+    )
+    run_local.add_argument(
+        "--state-dir",
+        default=None,
+        metavar="DIR",
+        help="where submitted tasks' state and results are kept (PROJECT_DIR/.lambdapool)",
     )
     run_local.set_defaults(handler=local)
 

@@ -42,6 +42,17 @@ class Client:
             kwargs["json"] = body
         return requests.post(f"{self.url}/public/api/v1/{service}/{endpoint}/run", timeout=60, **kwargs)
 
+    def submit(self, service: str, endpoint: str, body: Any = None, **kwargs: Any) -> requests.Response:
+        return requests.post(
+            f"{self.url}/public/api/v1/{service}/{endpoint}/submit", json=body or {}, timeout=60, **kwargs
+        )
+
+    def task(self, task_id: str, **kwargs: Any) -> requests.Response:
+        return requests.get(f"{self.url}/public/api/v1/tasks/{task_id}", timeout=60, **kwargs)
+
+    def wait_for_task(self, task_id: str, *statuses: str) -> dict[str, Any]:
+        return wait_until(lambda: (task := self.task(task_id).json()).get("status") in statuses and task)
+
     def status(self) -> dict[str, Any]:
         return self.session.get(f"{self.url}/__lambdapool__/status", timeout=10).json()
 
@@ -60,11 +71,13 @@ class Client:
 
 
 @pytest.fixture
-def start_emulator() -> Iterator[Callable[..., Client]]:
-    """Start an emulator for a project dir (``port=0``) and serve it; everything is stopped afterwards."""
+def start_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Client]]:
+    """Start an emulator for a project dir (``port=0``, state in a temporary directory) and serve it;
+    everything is stopped afterwards."""
     started: list[Emulator] = []
 
     def start(project_dir: Path | str = APPS / "behaviours", **options: Any) -> Client:
+        options.setdefault("state_dir", tmp_path_factory.mktemp("state"))
         emulator = Emulator(project_dir, port=0, **options)
         emulator.start()
         started.append(emulator)
