@@ -245,6 +245,7 @@ def test_the_error_table_matches_the_design() -> None:
         "PipelineCrashed": 502,
         "OutOfMemory": 502,
         "Timeout": 504,
+        "Cancelled": 409,  # a task's error when it was cancelled (DELETE /public/api/v1/tasks/{taskId})
     }
 
 
