@@ -4,12 +4,14 @@ Run it locally with ``lambdapool local sample_app``, or as a plain Chalice app w
 this directory.
 """
 
+import datetime as dt
 import json
 import os
 import time
 from pathlib import Path
 
 from chalice import Chalice
+from chalicelib import data
 
 from lambdapool import BadRequest, Pool, Service
 from lambdapool.chalice import mount
@@ -40,6 +42,19 @@ def predict(complaint_type: str, lat: float = 0.0, lon: float = 0.0):
             f"known complaint types: {', '.join(sorted(MEDIANS))}",
         )
     return {"complaint_type": key, "estimated_time": MEDIANS[key], "lat": lat, "lon": lon}
+
+
+@nyc.schedule("rate(1 day)")
+def collector(event):
+    """Daily: yesterday's complaints into the raw bucket (the chapter's scheduled collector)."""
+    today = dt.datetime.fromisoformat(event.time.replace("Z", "+00:00")).date() if event.time else dt.date.today()
+    return data.collect(today)
+
+
+@nyc.on_s3_event(bucket="sample-311-raw", prefix=data.RAW_PREFIX, suffix=".json")
+def medians(event):
+    """Each new raw file: recompute the medians the 311 endpoint serves (the chapter's S3-triggered job)."""
+    return data.compute_medians(event.bucket, event.key)
 
 
 @nyc.function(outputs=["count", "types"])

@@ -24,7 +24,7 @@ from ._runtime import EndpointSpec
 from .chalice import LAMBDA_NAME_LIMIT
 
 #: The modules that run inside Lambda: the model and the Chalice adapter (nothing of the emulator).
-RUNTIME_FILES = ("__init__.py", "_errors.py", "_model.py", "chalice.py", "py.typed")
+RUNTIME_FILES = ("__init__.py", "_errors.py", "_model.py", "_schedule.py", "chalice.py", "py.typed")
 ZIPPED_LIMIT_BYTES = 50 * 2**20
 UNZIPPED_LIMIT_BYTES = 250 * 2**20
 

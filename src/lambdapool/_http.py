@@ -242,7 +242,7 @@ class EmulatorApp:
     def _endpoint(self, request: Request, service_id: str, endpoint_id: str) -> EndpointRuntime:
         service = self._service(service_id, request)
         runtime = service.endpoints.get(endpoint_id)
-        if runtime is None:
+        if runtime is None or runtime.spec.trigger is not None:  # triggers are fired, not called
             raise NotFound(
                 f"unknown endpoint {service_id}/{endpoint_id}",
                 f"endpoints of {service_id}: {', '.join(service.endpoints) or 'none'}",
@@ -325,7 +325,8 @@ class EmulatorApp:
             threading.Thread(target=self._run_event, args=(runtime, payload), daemon=True).start()
             return Response(status=202, headers=headers)
         try:
-            result = runtime.call(runtime.spec.parameters.bind(payload), may_queue=False)
+            arguments = payload if runtime.spec.trigger is not None else runtime.spec.parameters.bind(payload)
+            result = runtime.call(arguments, may_queue=False)
         except QueueFull:
             return lambda_error(
                 429,
@@ -348,7 +349,7 @@ class EmulatorApp:
     def _run_event(runtime: EndpointRuntime, payload: dict[str, Any]) -> None:
         """Run an asynchronous invocation; like Lambda, its result goes nowhere and its failure is logged."""
         try:
-            runtime.call(runtime.spec.parameters.bind(payload))
+            runtime.call(payload if runtime.spec.trigger is not None else runtime.spec.parameters.bind(payload))
         except LambdapoolError as error:
             log.warning(
                 "asynchronous invocation of %s failed: %s: %s",

@@ -27,7 +27,9 @@ __all__ = [
     "ParameterSpec",
     "Pool",
     "Service",
+    "Trigger",
     "call_endpoint",
+    "call_trigger",
     "encode_result",
     "load_pool_override",
     "parse_body",
@@ -147,8 +149,9 @@ class ParameterSpec:
     wants_context: bool = False
 
     @classmethod
-    def from_function(cls, function: Callable[..., Any], where: str) -> ParameterSpec:
-        """Read ``function``'s signature; raises ``ValueError`` for parameters a JSON object cannot bind."""
+    def from_function(cls, function: Callable[..., Any], where: str, trigger: bool = False) -> ParameterSpec:
+        """Read ``function``'s signature; raises ``ValueError`` for parameters a JSON object cannot bind, or,
+        for a trigger endpoint (``trigger``), for anything but ``event`` and ``context`` without a default."""
         required: list[str] = []
         optional: list[str] = []
         var_keyword = wants_context = False
@@ -167,6 +170,10 @@ class ParameterSpec:
                 required.append(parameter.name)
             else:
                 optional.append(parameter.name)
+        if trigger:
+            if required != ["event"]:
+                raise ValueError(f"{where}: a trigger endpoint takes (event) or (event, context), got {required}")
+            return cls(("event",), (), False, wants_context)
         return cls(tuple(required), tuple(optional), var_keyword, wants_context)
 
     def describe(self) -> str:
@@ -213,6 +220,31 @@ class ParameterSpec:
         )
 
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_S3_EVENT = re.compile(r"s3:[A-Za-z]+(:[A-Za-z*]+)*")
+
+
+@dataclasses.dataclass(frozen=True)
+class Trigger:
+    """What fires a trigger endpoint: a schedule (``expression``) or S3 object events in ``bucket``."""
+
+    kind: str  # "schedule" or "s3"
+    expression: str = ""
+    bucket: str = ""
+    prefix: str = ""
+    suffix: str = ""
+    events: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["events"] = list(self.events)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Trigger:
+        return cls(**{**data, "events": tuple(data.get("events", ()))})
+
+
 @dataclasses.dataclass(frozen=True)
 class Endpoint:
     """One function endpoint of a service: the function, its pool and its limits.
@@ -233,6 +265,7 @@ class Endpoint:
     folders: tuple[str, ...]
     parameters: ParameterSpec
     inline: bool = False
+    trigger: Trigger | None = None
 
     @property
     def lambda_name(self) -> str:
@@ -244,7 +277,7 @@ class Endpoint:
         return {
             "serviceId": self.service_id,
             "endpointId": self.endpoint_id,
-            "kind": "function",
+            "kind": self.trigger.kind if self.trigger is not None else "function",
             "pool": self.pool.to_dict(),
             "timeoutS": self.timeout_s,
             "memoryMb": self.memory_mb,
@@ -253,6 +286,7 @@ class Endpoint:
             "folders": list(self.folders),
             "parameters": self.parameters.to_dict(),
             "inline": self.inline,
+            "trigger": self.trigger.to_dict() if self.trigger is not None else None,
         }
 
 
@@ -324,6 +358,82 @@ class Service:
 
         return register(function) if function is not None else register
 
+    def schedule(
+        self,
+        expression: str,
+        *,
+        endpoint_id: str | None = None,
+        pool: Pool | None = None,
+        timeout_s: int = 60,
+        memory_mb: int = 128,
+        description: str | None = None,
+    ) -> Callable[[F], F]:
+        """Declare a scheduled endpoint: ``fn(event)`` runs on an EventBridge ``rate()`` or ``cron()``
+        expression (``event`` is shaped like Chalice's ``CloudWatchEvent``). Raises ``ValueError`` for an
+        invalid expression, and as :meth:`function` does."""
+        from ._schedule import parse_schedule
+
+        parsed = parse_schedule(expression)
+        trigger = Trigger("schedule", expression=parsed.expression)
+        return self._trigger_decorator(trigger, endpoint_id, pool, timeout_s, memory_mb, description)
+
+    def on_s3_event(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        suffix: str = "",
+        events: Sequence[str] | None = None,
+        endpoint_id: str | None = None,
+        pool: Pool | None = None,
+        timeout_s: int = 60,
+        memory_mb: int = 128,
+        description: str | None = None,
+    ) -> Callable[[F], F]:
+        """Declare an S3-triggered endpoint: ``fn(event)`` runs for each object event in ``bucket`` whose key
+        starts with ``prefix`` and ends with ``suffix`` (``event`` has ``.bucket`` and ``.key`` like Chalice's
+        ``S3Event``). ``events`` defaults to ``["s3:ObjectCreated:*"]``. Raises ``ValueError`` for an invalid
+        bucket name or event name, and as :meth:`function` does."""
+        if not isinstance(bucket, str) or not _BUCKET.fullmatch(bucket):
+            raise ValueError(f"on_s3_event: {bucket!r} is not a valid S3 bucket name")
+        names = tuple(events) if events is not None else ("s3:ObjectCreated:*",)
+        if (
+            isinstance(events, str)
+            or not names
+            or not all(isinstance(e, str) and _S3_EVENT.fullmatch(e) for e in names)
+        ):
+            raise ValueError(f"on_s3_event: events must be S3 event names like 's3:ObjectCreated:*', got {events!r}")
+        if not isinstance(prefix, str) or not isinstance(suffix, str):
+            raise ValueError("on_s3_event: prefix and suffix must be strings")
+        trigger = Trigger("s3", bucket=bucket, prefix=prefix, suffix=suffix, events=names)
+        return self._trigger_decorator(trigger, endpoint_id, pool, timeout_s, memory_mb, description)
+
+    def _trigger_decorator(
+        self,
+        trigger: Trigger,
+        endpoint_id: str | None,
+        pool: Pool | None,
+        timeout_s: int,
+        memory_mb: int,
+        description: str | None,
+    ) -> Callable[[F], F]:
+        def register(fn: F) -> F:
+            self._register(
+                fn,
+                endpoint_id=endpoint_id,
+                pool=pool,
+                timeout_s=timeout_s,
+                memory_mb=memory_mb,
+                description=description,
+                outputs=None,
+                folders=(),
+                inline=False,
+                trigger=trigger,
+            )
+            return fn
+
+        return register
+
     def _register(
         self,
         fn: Callable[..., Any],
@@ -336,6 +446,7 @@ class Service:
         outputs: Sequence[str] | None,
         folders: Sequence[str],
         inline: bool,
+        trigger: Trigger | None = None,
     ) -> Endpoint:
         if not callable(fn):
             raise ValueError(f"Service {self.service_id!r}: {fn!r} is not callable")
@@ -358,6 +469,7 @@ class Service:
                 raise ValueError(f"{where}: outputs must be a non-empty list of distinct names, got {outputs!r}")
         if isinstance(folders, str) or not all(isinstance(item, str) and item for item in folders):
             raise ValueError(f"{where}: folders must be a list of paths, got {folders!r}")
+        parameters = ParameterSpec.from_function(fn, where, trigger=trigger is not None)
         endpoint = Endpoint(
             service_id=self.service_id,
             endpoint_id=name,
@@ -368,8 +480,9 @@ class Service:
             description=description if description is not None else inspect.getdoc(fn) or "",
             outputs=output_names,
             folders=tuple(folders),
-            parameters=ParameterSpec.from_function(fn, where),
+            parameters=parameters,
             inline=bool(inline),
+            trigger=trigger,
         )
         self._endpoints[name] = endpoint
         return endpoint
@@ -483,6 +596,11 @@ def call_endpoint(endpoint: Endpoint, arguments: Mapping[str, Any], context: Inv
     except Exception as exc:
         raise FunctionError(type(exc).__name__, str(exc) or type(exc).__name__, _user_traceback(exc)) from exc
     return encode_result(_shape_outputs(endpoint, result))
+
+
+def call_trigger(endpoint: Endpoint, event: Any, context: InvocationContext) -> bytes:
+    """Call a trigger endpoint's function with its ``event`` object; raises as :func:`call_endpoint`."""
+    return call_endpoint(endpoint, {"event": event}, context)
 
 
 def _user_traceback(exc: BaseException) -> str:

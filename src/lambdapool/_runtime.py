@@ -31,7 +31,7 @@ from ._errors import (
     Timeout,
     error_from_body,
 )
-from ._model import ParameterSpec, Pool
+from ._model import ParameterSpec, Pool, Trigger
 from ._pool import Action, Dispatch, Fail, PipelineState, PoolCore, Reject, RejectReason, Retire, Start
 from ._wire import ChannelClosed, FrameReader, send_frame
 
@@ -53,6 +53,7 @@ class EndpointSpec:
     outputs: tuple[str, ...] | None
     parameters: ParameterSpec
     inline: bool = False
+    trigger: Trigger | None = None
 
     @classmethod
     def from_description(cls, data: dict[str, Any], pool: Pool) -> EndpointSpec:
@@ -66,6 +67,7 @@ class EndpointSpec:
             outputs=tuple(data["outputs"]) if data.get("outputs") is not None else None,
             parameters=ParameterSpec.from_dict(data["parameters"]),
             inline=bool(data.get("inline", False)),
+            trigger=Trigger.from_dict(data["trigger"]) if data.get("trigger") else None,
         )
 
     @property

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._errors import FunctionError, LambdapoolError, OutOfMemory
 from ._loader import find_services, import_app
-from ._model import Endpoint, InvocationContext, Service, call_endpoint
+from ._model import Endpoint, InvocationContext, Service, call_endpoint, call_trigger
 from ._wire import ChannelClosed, FrameReader, send_frame
 
 
@@ -109,7 +109,13 @@ def _serve(sock: socket.socket, endpoint: Endpoint, config: dict[str, Any]) -> i
         result = b""
         exit_after = False
         try:
-            result = call_endpoint(endpoint, json.loads(payload) if payload else {}, context)
+            arguments = json.loads(payload) if payload else {}
+            if endpoint.trigger is not None:  # the payload is the raw Lambda event
+                from .chalice import trigger_event
+
+                result = call_trigger(endpoint, trigger_event(endpoint, arguments), context)
+            else:
+                result = call_endpoint(endpoint, arguments, context)
             reply: dict[str, Any] = {"op": "result"}
         except FunctionError as exc:
             error: LambdapoolError = exc

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from chalice.app import Chalice, Response
+from chalice.app import Chalice, CloudWatchEvent, Response, S3Event
 
 from ._errors import (
     BadRequest,
@@ -40,9 +40,9 @@ from ._errors import (
     Timeout,
     error_from_body,
 )
-from ._model import Endpoint, InvocationContext, Service, call_endpoint, parse_body, record_mount
+from ._model import Endpoint, InvocationContext, Service, call_endpoint, call_trigger, parse_body, record_mount
 
-__all__ = ["LAMBDA_NAME_LIMIT", "deployed_function_name", "handler_name", "mount", "run_path"]
+__all__ = ["LAMBDA_NAME_LIMIT", "deployed_function_name", "handler_name", "mount", "run_path", "trigger_event"]
 
 MAX_BODY_BYTES = 6 * 2**20
 #: AWS Lambda's limit on a function name.
@@ -79,8 +79,12 @@ def mount(app: Chalice, *services: Service, stage: str = "dev") -> None:
     namespace = sys._getframe(1).f_globals
     for service in services:
         for endpoint in service.endpoints.values():
+            _check_name_length(app, endpoint, stage)
+            if endpoint.trigger is not None:
+                _register_trigger(app, endpoint, namespace)
+                continue
             if not endpoint.inline:
-                _register_function(app, endpoint, namespace, stage)
+                _register_function(app, endpoint, namespace)
             _register_run_route(app, endpoint, namespace)
 
 
@@ -90,14 +94,59 @@ def _bind(namespace: dict[str, Any], name: str, handler: Callable[..., Any]) -> 
     namespace[name] = handler
 
 
-def _register_function(app: Chalice, endpoint: Endpoint, namespace: dict[str, Any], stage: str) -> None:
+def _check_name_length(app: Chalice, endpoint: Endpoint, stage: str) -> None:
     deployed = deployed_function_name(app.app_name, stage, endpoint)
-    if len(deployed) > LAMBDA_NAME_LIMIT:
+    if not endpoint.inline and len(deployed) > LAMBDA_NAME_LIMIT:
         raise ValueError(
             f"endpoint {endpoint.service_id}/{endpoint.endpoint_id} would deploy as {deployed!r}, "
             f"{len(deployed)} characters; Lambda allows {LAMBDA_NAME_LIMIT}: shorten the app, service or "
             "endpoint id"
         )
+
+
+def trigger_event(endpoint: Endpoint, raw_event: dict[str, Any], context: Any = None) -> Any:
+    """The Chalice event object a trigger endpoint receives for a raw Lambda event: a ``CloudWatchEvent``
+    for a schedule, an ``S3Event`` for an S3 trigger (the same classes Chalice hands its own handlers)."""
+    assert endpoint.trigger is not None
+    if endpoint.trigger.kind == "schedule":
+        return CloudWatchEvent(raw_event, context)
+    return S3Event(raw_event, context)
+
+
+def _register_trigger(app: Chalice, endpoint: Endpoint, namespace: dict[str, Any]) -> None:
+    """A schedule becomes ``app.schedule``, an S3 trigger ``app.on_s3_event``: one Lambda function each."""
+    trigger = endpoint.trigger
+    assert trigger is not None
+    state = {"cold": True}
+
+    def handler(event: Any) -> Any:
+        cold, state["cold"] = state["cold"], False
+        lambda_context = getattr(event, "context", None)
+        remaining_ms = (
+            lambda_context.get_remaining_time_in_millis() if lambda_context is not None else endpoint.timeout_s * 1000
+        )
+        invocation = _context(endpoint, deadline=time.time() + remaining_ms / 1000, cold=cold, pipeline="lambda")
+        try:
+            return json.loads(call_trigger(endpoint, event, invocation))
+        except FunctionError as error:
+            raise error.__cause__ or error from None
+
+    name = handler_name(endpoint)
+    handler.__name__ = handler.__qualname__ = name
+    if trigger.kind == "schedule":
+        registration = app.schedule(trigger.expression, name=endpoint.lambda_name)
+    else:
+        registration = app.on_s3_event(
+            bucket=trigger.bucket,
+            events=list(trigger.events),
+            prefix=trigger.prefix or None,
+            suffix=trigger.suffix or None,
+            name=endpoint.lambda_name,
+        )
+    _bind(namespace, name, registration(handler))
+
+
+def _register_function(app: Chalice, endpoint: Endpoint, namespace: dict[str, Any]) -> None:
     state = {"cold": True}
 
     def handler(event: Any, context: Any) -> Any:

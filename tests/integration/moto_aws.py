@@ -1,9 +1,14 @@
 """A real moto server on a free loopback port, for tests that deploy with Chalice.
 
-One bridge, and only in this test setup: moto's API Gateway import accepts only OpenAPI 3 documents with an
-``info.description``, while Chalice imports Swagger 2.0. The middleware below rewrites the version header
-of ImportRestApi/PutRestApi bodies (the paths and their ``x-amazon-apigateway-integration``, which moto
-reads, are the same in both versions). Everything else reaches moto unchanged.
+Two bridges, only in this test setup, where moto is stricter than AWS about what Chalice sends:
+
+- moto's API Gateway import accepts only OpenAPI 3 documents with an ``info.description``, while Chalice
+  imports Swagger 2.0: the version header of ImportRestApi/PutRestApi bodies is rewritten (the paths and
+  their ``x-amazon-apigateway-integration``, which moto reads, are the same in both versions);
+- moto's PutBucketNotificationConfiguration accepts only lower-case filter rule names, while Chalice sends
+  ``Prefix``/``Suffix`` (which AWS accepts): the names are lower-cased.
+
+Everything else reaches moto unchanged.
 """
 
 from __future__ import annotations
@@ -35,16 +40,27 @@ class _ApiGatewayBridge:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD")
-        if path.startswith("/restapis") and method in ("POST", "PUT") and "mode=" in environ.get("QUERY_STRING", ""):
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length)
-            try:
-                body = json.dumps(swagger_to_openapi3(json.loads(body))).encode()
-            except ValueError:
-                pass
-            environ["wsgi.input"] = BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
+        query = environ.get("QUERY_STRING", "")
+        if path.startswith("/restapis") and method in ("POST", "PUT") and "mode=" in query:
+            self._rewrite(environ, lambda body: json.dumps(swagger_to_openapi3(json.loads(body))).encode())
+        elif method == "PUT" and query.startswith("notification"):
+            self._rewrite(
+                environ,
+                lambda body: body.replace(b"<Name>Prefix</Name>", b"<Name>prefix</Name>").replace(
+                    b"<Name>Suffix</Name>", b"<Name>suffix</Name>"
+                ),
+            )
         return self.app(environ, start_response)
+
+    @staticmethod
+    def _rewrite(environ: dict[str, Any], change: Any) -> None:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        try:
+            body = change(body)
+        except ValueError:
+            pass
+        environ["wsgi.input"] = BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
 
 
 @contextmanager

@@ -33,6 +33,8 @@ LAMBDA_RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateut
 
 EXPECTED = {  # function: (reserved concurrency = ceil, timeout_s, memory_mb), after pool files
     "311-predict": (8, 10, 512),
+    "311-collector": (8, 60, 128),
+    "311-medians": (8, 60, 128),
     "311-complaint_types": (8, 60, 128),
     "demo-add": (8, 60, 128),
     "demo-api_py_function": (4, 60, 128),
@@ -55,6 +57,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory):
     shutil.copytree(SAMPLE_APP, project, ignore=shutil.ignore_patterns("deployments", "vendor", "__pycache__"))
     subprocess.run([sys.executable, "-m", "lambdapool.cli", "config", str(project)], check=True, capture_output=True)
     with moto_server() as url:
+        for bucket in ("sample-311-raw", "sample-311-models"):  # S3 triggers need their bucket to exist
+            aws(url, "s3").create_bucket(Bucket=bucket)
         env = {
             **os.environ,
             "AWS_ENDPOINT_URL": url,
@@ -87,9 +91,29 @@ def test_the_rest_api_has_the_run_routes(deployed) -> None:
     (api,) = client.get_rest_apis()["items"]
     resources = client.get_resources(restApiId=api["id"], limit=500)["items"]
     routes = {(resource["path"], method) for resource in resources for method in resource.get("resourceMethods", {})}
-    for name in EXPECTED:
+    for name in set(EXPECTED) - {"311-collector", "311-medians"}:  # triggers have no route
         service, endpoint = name.split("-", 1)
         assert (f"/public/api/v1/{service}/{endpoint}/run", "POST") in routes
+    assert not any("collector" in path or "medians" in path for path, _ in routes)
+
+
+def test_the_schedule_is_an_eventbridge_rule_on_the_collector(deployed) -> None:
+    _, url = deployed
+    events = aws(url, "events")
+    (rule,) = [rule for rule in events.list_rules()["Rules"] if rule.get("ScheduleExpression")]
+    assert rule["ScheduleExpression"] == "rate(1 day)"
+    (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    assert target["Arn"].endswith(":function:sample-dev-311-collector")
+
+
+def test_the_s3_trigger_is_a_bucket_notification_on_the_medians_job(deployed) -> None:
+    _, url = deployed
+    notification = aws(url, "s3").get_bucket_notification_configuration(Bucket="sample-311-raw")
+    (config,) = notification["LambdaFunctionConfigurations"]
+    assert config["LambdaFunctionArn"].endswith(":function:sample-dev-311-medians")
+    assert config["Events"] == ["s3:ObjectCreated:*"]
+    rules = {rule["Name"].lower(): rule["Value"] for rule in config["Filter"]["Key"]["FilterRules"]}
+    assert rules == {"prefix": "raw/", "suffix": ".json"}
 
 
 def test_the_deployment_package_holds_the_runtime_only(deployed) -> None:
@@ -198,14 +222,67 @@ def test_each_endpoint_handler_in_the_package_runs_its_function(unpacked) -> Non
     assert out["answers"][1]["estimated_time"] == 63.53
     assert out["answers"][2]["count"] == 9
     # Runtime purity: the model, the adapter and chalice.app, nothing of the emulator or Chalice's CLI.
-    assert set(out["modules"]) <= {
-        "chalice",
-        "chalice.app",
-        "lambdapool",
-        "lambdapool._errors",
-        "lambdapool._model",
-        "lambdapool.chalice",
+    allowed = {"chalice", "chalice.app", "lambdapool", "lambdapool.chalice"}
+    allowed |= {f"lambdapool.{name[:-3]}" for name in RUNTIME_FILES if name.endswith(".py") and name != "__init__.py"}
+    assert set(out["modules"]) <= allowed
+
+
+def test_the_schedule_and_s3_handlers_in_the_package_run_the_data_cycle(unpacked, deployed) -> None:
+    package_dir, runtime_dir = unpacked
+    _, url = deployed
+    scheduled = {
+        "version": "0",
+        "id": "event-1",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-11-22T06:00:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/sample-dev-311-collector"],
+        "detail": {},
     }
+    env = {
+        "AWS_LAMBDA_FUNCTION_NAME": "sample-dev-311-collector",
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    (collected,) = run_package(package_dir, runtime_dir, [["lambdapool_311__collector", scheduled]], env)["answers"]
+    assert collected == {"bucket": "sample-311-raw", "key": "raw/2026-11-21.json", "count": 500}
+    head = aws(url, "s3").head_object(Bucket="sample-311-raw", Key="raw/2026-11-21.json")
+    put_event = {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": "2026-11-22T06:00:01.000Z",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "sample-dev-311-medians",
+                    "bucket": {"name": "sample-311-raw", "arn": "arn:aws:s3:::sample-311-raw"},
+                    "object": {"key": "raw/2026-11-21.json", "size": head["ContentLength"], "eTag": head["ETag"]},
+                },
+            }
+        ]
+    }
+    (computed,) = run_package(package_dir, runtime_dir, [["lambdapool_311__medians", put_event]], env)["answers"]
+    assert computed == {"bucket": "sample-311-models", "key": "model.json", "types": 9, "source": "raw/2026-11-21.json"}
+    model = json.loads(aws(url, "s3").get_object(Bucket="sample-311-models", Key="model.json")["Body"].read())
+    assert set(model) == {
+        "appliance",
+        "blocked driveway",
+        "dirty conditions",
+        "heat/hot water",
+        "illegal parking",
+        "noise - residential",
+        "plumbing",
+        "street condition",
+        "water system",
+    }
+    assert all(value > 0 for value in model.values())
 
 
 def test_the_api_handler_in_the_package_forwards_to_a_running_emulator(unpacked, deployed, start_emulator) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lambdapool._deploy import RUNTIME_FILES
+
 from .conftest import ROOT, SAMPLE_APP
 
 pytestmark = pytest.mark.integration
@@ -68,9 +70,7 @@ def test_config_writes_each_function_and_keeps_everything_else(project: Path) ->
     assert config["stages"]["prod"] == UNRELATED["stages"]["prod"]
     assert config["environment_variables"] == {"SHARED": "1"}
     assert config["stages"]["dev"]["autogen_policy"] is False
-    assert sorted(path.name for path in (project / "vendor" / "lambdapool").iterdir()) == sorted(
-        ["__init__.py", "_errors.py", "_model.py", "chalice.py", "py.typed"]
-    )
+    assert sorted(path.name for path in (project / "vendor" / "lambdapool").iterdir()) == sorted(RUNTIME_FILES)
 
 
 def test_config_is_idempotent(project: Path) -> None:

@@ -257,3 +257,51 @@ def test_errors_survive_a_round_trip_through_their_envelope() -> None:
         "tb",
     )
     assert error_from_body(BadRequest("m").to_body()).status == 400
+
+
+def test_schedule_and_s3_declarations_become_trigger_endpoints() -> None:
+    svc = Service("jobs")
+
+    @svc.schedule("cron(0 12 * * ? *)", pool=Pool(floor=0, cruise=0, ceil=1), timeout_s=300)
+    def collect(event):
+        return event
+
+    @svc.on_s3_event("raw-311", prefix="raw/", suffix=".json")
+    def medians(event, context):
+        return event
+
+    collect_endpoint, medians_endpoint = svc.endpoint("collect"), svc.endpoint("medians")
+    assert collect_endpoint.trigger is not None and collect_endpoint.trigger.expression == "cron(0 12 * * ? *)"
+    assert collect_endpoint.describe()["kind"] == "schedule" and collect_endpoint.timeout_s == 300
+    assert medians_endpoint.trigger is not None
+    assert (medians_endpoint.trigger.bucket, medians_endpoint.trigger.prefix, medians_endpoint.trigger.suffix) == (
+        "raw-311",
+        "raw/",
+        ".json",
+    )
+    assert medians_endpoint.trigger.events == ("s3:ObjectCreated:*",)
+    assert medians_endpoint.parameters.wants_context
+    assert json.loads(call_endpoint(collect_endpoint, {"event": {"a": 1}}, context("collect"))) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("declare", "message"),
+    [
+        (lambda svc: svc.schedule("rate(1 minutes)"), "singular"),
+        (lambda svc: svc.schedule("cron(0 12 * * * *)"), "must be '?'"),
+        (lambda svc: svc.on_s3_event("Not_A_Bucket"), "not a valid S3 bucket name"),
+        (lambda svc: svc.on_s3_event("raw-311", events=["ObjectCreated"]), "S3 event names"),
+        (lambda svc: svc.on_s3_event("raw-311", events="s3:ObjectCreated:*"), "S3 event names"),
+    ],
+)
+def test_invalid_trigger_declarations_raise_value_error(declare, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        declare(Service("s"))
+
+
+def test_a_trigger_function_takes_only_event_and_context() -> None:
+    def needs_more(event, other):
+        return event
+
+    with pytest.raises(ValueError, match=r"takes \(event\) or \(event, context\)"):
+        Service("s").schedule("rate(1 day)")(needs_more)
