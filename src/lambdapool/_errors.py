@@ -137,6 +137,13 @@ class Timeout(LambdapoolError):
     error_type = "Timeout"
 
 
+class ConfigurationError(LambdapoolError):
+    """The deployment lacks a setting a feature needs (e.g. ``LAMBDAPOOL_TASK_BUCKET`` for tasks on AWS)."""
+
+    status = 500
+    error_type = "ConfigurationError"
+
+
 class Cancelled(LambdapoolError):
     """A submitted task was cancelled (``DELETE /public/api/v1/tasks/{taskId}``) before it finished."""
 
@@ -157,6 +164,7 @@ _NAMED_ERRORS: tuple[type[LambdapoolError], ...] = (
     OutOfMemory,
     Timeout,
     Cancelled,
+    ConfigurationError,
 )
 
 #: errorType name -> class, for every error with a fixed name (FunctionError takes the raised class's name).

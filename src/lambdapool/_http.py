@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
-import hmac
 import json
 import logging
 import math
@@ -21,7 +19,7 @@ from werkzeug.wrappers import Request, Response
 
 from ._errors import BadRequest, LambdapoolError, NotFound, PayloadTooLarge, QueueFull, Unauthorized
 from ._metrics import EmulatorCollector
-from ._model import parse_body
+from ._model import TASK_KEY, is_authorized, parse_body
 
 if TYPE_CHECKING:
     from ._emulator import Emulator, ServedService
@@ -74,6 +72,17 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(data, status=status, headers=headers, content_type="application/json")
 
 
+def lambda_arguments(runtime: EndpointRuntime, payload: dict[str, Any]) -> dict[str, Any]:
+    """What a Lambda event becomes for the pipeline: a trigger's raw event, a task envelope (its arguments
+    checked here), or the bound parameters of a plain call. Raises :class:`BadRequest` if they do not bind."""
+    if runtime.spec.trigger is not None:
+        return payload
+    if TASK_KEY in payload:
+        runtime.spec.parameters.bind(payload.get("arguments") or {})
+        return payload
+    return runtime.spec.parameters.bind(payload)
+
+
 def report_line(runtime: EndpointRuntime, result: CallResult) -> str:
     """Lambda's ``REPORT`` log line for a call (what ``LogType=Tail`` returns), with ``Init Duration`` on a
     cold start, so that callers can read cold starts the same way from the emulator and from AWS."""
@@ -96,33 +105,9 @@ def error_response(error: LambdapoolError) -> Response:
     return json_response(error.to_json(), error.status, error.headers())
 
 
-def api_key_of(request: Request) -> str | None:
-    """The key a caller presents: HTTP Basic user name (Dataiku's client) or a Bearer token."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip() or None
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        return decoded.partition(":")[0] or None
-    return None
-
-
-def is_authorized(service: ServedService, request: Request) -> bool:
-    """Whether the request carries one of the service's keys (always, for a service without keys).
-
-    Every key is compared, in constant time, whatever matches, so timing tells nothing about them.
-    """
-    if not service.api_keys:
-        return True
-    presented = (api_key_of(request) or "").encode()
-    matched = False
-    for key in service.api_keys:
-        matched |= hmac.compare_digest(presented, key.encode())
-    return matched
+def request_is_authorized(service: ServedService, request: Request) -> bool:
+    """Whether the request carries one of the service's API keys (see :func:`lambdapool._model.is_authorized`)."""
+    return is_authorized(service.api_keys, request.headers.get("Authorization"))
 
 
 def read_body(request: Request, limit: int) -> bytes:
@@ -232,7 +217,7 @@ class EmulatorApp:
             raise NotFound(
                 f"unknown service {service_id!r}", f"services: {', '.join(self.emulator.services) or 'none'}"
             )
-        if not is_authorized(service, request):
+        if not request_is_authorized(service, request):
             raise Unauthorized(
                 f"service {service_id!r} requires an API key",
                 "send the key as HTTP Basic user name (empty password) or as 'Authorization: Bearer <key>'",
@@ -284,7 +269,7 @@ class EmulatorApp:
             task
             for task in self._runner().store.list(**filters)
             if task["serviceId"] in self.emulator.services
-            and is_authorized(self.emulator.services[task["serviceId"]], request)
+            and request_is_authorized(self.emulator.services[task["serviceId"]], request)
         ]
         return json_response({"tasks": visible})
 
@@ -325,8 +310,7 @@ class EmulatorApp:
             threading.Thread(target=self._run_event, args=(runtime, payload), daemon=True).start()
             return Response(status=202, headers=headers)
         try:
-            arguments = payload if runtime.spec.trigger is not None else runtime.spec.parameters.bind(payload)
-            result = runtime.call(arguments, may_queue=False)
+            result = runtime.call(lambda_arguments(runtime, payload), may_queue=False)
         except QueueFull:
             return lambda_error(
                 429,
@@ -349,7 +333,7 @@ class EmulatorApp:
     def _run_event(runtime: EndpointRuntime, payload: dict[str, Any]) -> None:
         """Run an asynchronous invocation; like Lambda, its result goes nowhere and its failure is logged."""
         try:
-            runtime.call(payload if runtime.spec.trigger is not None else runtime.spec.parameters.bind(payload))
+            runtime.call(lambda_arguments(runtime, payload))
         except LambdapoolError as error:
             log.warning(
                 "asynchronous invocation of %s failed: %s: %s",

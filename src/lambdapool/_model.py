@@ -6,7 +6,10 @@ nothing of Chalice, Werkzeug or processes.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import hmac
 import inspect
 import json
 import logging
@@ -38,6 +41,8 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+#: Marks a Lambda event that carries a task submitted through ``/submit`` (``{TASK_KEY: {...}, "arguments"}``).
+TASK_KEY = "__lambdapool_task__"
 #: Injected by lambdapool, never bound from the request body.
 RESERVED_PARAMETERS = frozenset({"context"})
 #: Lambda's limits, so that what is declared locally deploys unchanged.
@@ -525,6 +530,35 @@ class InvocationContext:
     def get_remaining_time_in_millis(self) -> int:
         """Lambda's name for :attr:`remaining_time_ms`."""
         return self.remaining_time_ms
+
+
+def api_key_from_header(authorization: str | None) -> str | None:
+    """The key a caller presents in an ``Authorization`` header: the HTTP Basic user name (what the
+    Dataiku client sends, with an empty password) or a Bearer token."""
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[0] or None
+    return None
+
+
+def is_authorized(api_keys: Sequence[str], authorization: str | None) -> bool:
+    """Whether an ``Authorization`` header carries one of ``api_keys`` (always true without keys).
+
+    Every key is compared in constant time, whichever matches, so timing tells nothing about them.
+    """
+    if not api_keys:
+        return True
+    presented = (api_key_from_header(authorization) or "").encode()
+    matched = False
+    for key in api_keys:
+        matched |= hmac.compare_digest(presented, key.encode())
+    return matched
 
 
 def parse_body(raw: bytes | str | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._errors import FunctionError, LambdapoolError, OutOfMemory
 from ._loader import find_services, import_app
-from ._model import Endpoint, InvocationContext, Service, call_endpoint, call_trigger
+from ._model import TASK_KEY, Endpoint, InvocationContext, Service, call_endpoint, call_trigger, encode_result
 from ._wire import ChannelClosed, FrameReader, send_frame
 
 
@@ -114,6 +114,10 @@ def _serve(sock: socket.socket, endpoint: Endpoint, config: dict[str, Any]) -> i
                 from .chalice import trigger_event
 
                 result = call_trigger(endpoint, trigger_event(endpoint, arguments), context)
+            elif TASK_KEY in arguments:  # a task submitted through a deployed /submit route: as on Lambda
+                from .chalice import run_task_event
+
+                result = encode_result(run_task_event(endpoint, arguments, context))
             else:
                 result = call_endpoint(endpoint, arguments, context)
             reply: dict[str, Any] = {"op": "result"}
@@ -127,6 +131,12 @@ def _serve(sock: socket.socket, endpoint: Endpoint, config: dict[str, Any]) -> i
             reply = {"op": "error", "error": error.to_body()}
         except LambdapoolError as exc:
             reply = {"op": "error", "error": exc.to_body()}
+        except Exception as exc:  # outside the user's function (e.g. a task's state store): report, not crash
+            trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            reply = {
+                "op": "error",
+                "error": FunctionError(type(exc).__name__, str(exc) or type(exc).__name__, trace).to_body(),
+            }
         reply["executionMs"] = (time.perf_counter() - started) * 1000
         reply["peakRssBytes"] = peak_rss_bytes()
         sys.stdout.flush()

@@ -22,6 +22,7 @@ import os
 import random
 import re
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -31,16 +32,30 @@ from chalice.app import Chalice, CloudWatchEvent, Response, S3Event
 
 from ._errors import (
     BadRequest,
+    ConfigurationError,
     FunctionError,
     LambdapoolError,
+    NotFound,
     OutOfMemory,
     PayloadTooLarge,
     PipelineCrashed,
     QueueTimeout,
     Timeout,
+    Unauthorized,
     error_from_body,
 )
-from ._model import Endpoint, InvocationContext, Service, call_endpoint, call_trigger, parse_body, record_mount
+from ._model import (
+    TASK_KEY,
+    Endpoint,
+    InvocationContext,
+    Service,
+    call_endpoint,
+    call_trigger,
+    is_authorized,
+    mounted_services,
+    parse_body,
+    record_mount,
+)
 
 __all__ = ["LAMBDA_NAME_LIMIT", "deployed_function_name", "handler_name", "mount", "run_path", "trigger_event"]
 
@@ -85,7 +100,10 @@ def mount(app: Chalice, *services: Service, stage: str = "dev") -> None:
                 continue
             if not endpoint.inline:
                 _register_function(app, endpoint, namespace)
-            _register_run_route(app, endpoint, namespace)
+            _register_run_route(app, service, endpoint, namespace)
+            _register_submit_route(app, service, endpoint, namespace)
+    if _TASK_VIEW not in namespace:
+        _register_task_route(app, namespace)
 
 
 def _bind(namespace: dict[str, Any], name: str, handler: Callable[..., Any]) -> None:
@@ -153,9 +171,11 @@ def _register_function(app: Chalice, endpoint: Endpoint, namespace: dict[str, An
         cold, state["cold"] = state["cold"], False
         if not isinstance(event, dict):
             raise _bad_event(event)
-        arguments = endpoint.parameters.bind(event)
         remaining_ms = context.get_remaining_time_in_millis() if context is not None else endpoint.timeout_s * 1000
         invocation = _context(endpoint, deadline=time.time() + remaining_ms / 1000, cold=cold, pipeline="lambda")
+        if TASK_KEY in event:  # an asynchronous task submitted through /submit
+            return run_task_event(endpoint, event, invocation)
+        arguments = endpoint.parameters.bind(event)
         try:
             return json.loads(call_endpoint(endpoint, arguments, invocation))
         except FunctionError as error:
@@ -184,28 +204,61 @@ def _context(endpoint: Endpoint, *, deadline: float, cold: bool, pipeline: str) 
     )
 
 
-def forwarding_enabled(endpoint: Endpoint) -> bool:
-    """Whether a run route forwards to the endpoint's function: on Lambda, never under Chalice's CLI
-    (``chalice local``) or for ``inline`` endpoints. ``LAMBDAPOOL_FORWARD=0/1`` overrides."""
-    if endpoint.inline:
-        return False
+def _on_lambda() -> bool:
+    """Whether the routes run on AWS (not under ``chalice local`` or ``chalice.test.Client``).
+    ``LAMBDAPOOL_FORWARD=0/1`` overrides."""
     override = os.environ.get("LAMBDAPOOL_FORWARD")
     if override is not None:
         return override not in ("", "0", "false", "False")
     return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) and not os.environ.get("AWS_CHALICE_CLI_MODE")
 
 
-def _register_run_route(app: Chalice, endpoint: Endpoint, namespace: dict[str, Any]) -> None:
+def forwarding_enabled(endpoint: Endpoint) -> bool:
+    """Whether a route forwards to the endpoint's own function: on AWS, unless the endpoint is ``inline``."""
+    return not endpoint.inline and _on_lambda()
+
+
+def _function_name(endpoint: Endpoint) -> str:
+    """The endpoint's deployed function, from the API handler's own name (``{app}-{stage}``)."""
+    return f"{os.environ.get('AWS_LAMBDA_FUNCTION_NAME', '')}-{endpoint.lambda_name}"
+
+
+def _authorize(app: Chalice, service: Service) -> None:
+    request = app.current_request
+    headers = request.headers if request is not None else {}
+    if not is_authorized(service.api_keys, headers.get("authorization")):
+        raise Unauthorized(
+            f"service {service.service_id!r} requires an API key",
+            "send the key as HTTP Basic user name (empty password) or as 'Authorization: Bearer <key>'",
+        )
+
+
+def _arguments(app: Chalice, service: Service, endpoint: Endpoint) -> dict[str, Any]:
+    """Authorize the current request and bind its body to the endpoint's parameters."""
+    _authorize(app, service)
+    request = app.current_request
+    raw = request.raw_body if request is not None else b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body is over the {MAX_BODY_BYTES}-byte limit")
+    return endpoint.parameters.bind(parse_body(raw))
+
+
+def _error_response(error: LambdapoolError) -> Response:
+    headers: dict[str, str | list[str]] = {"Content-Type": "application/json", **error.headers()}
+    return Response(body=error.to_json().decode(), status_code=error.status, headers=headers)
+
+
+def _json_response(body: Any, status: int = 200) -> Response:
+    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+
+
+def _register_run_route(app: Chalice, service: Service, endpoint: Endpoint, namespace: dict[str, Any]) -> None:
     state = {"cold": True}
 
     def run_view() -> Response:
         started = time.perf_counter()
-        request = app.current_request
         try:
-            raw = request.raw_body if request is not None else b""
-            if len(raw) > MAX_BODY_BYTES:
-                raise PayloadTooLarge(f"request body is over the {MAX_BODY_BYTES}-byte limit")
-            arguments = endpoint.parameters.bind(parse_body(raw))
+            arguments = _arguments(app, service, endpoint)
             if forwarding_enabled(endpoint):
                 result, timing, api_context = _forward(endpoint, arguments, started)
             else:
@@ -219,21 +272,193 @@ def _register_run_route(app: Chalice, endpoint: Endpoint, namespace: dict[str, A
                 timing = {"wait": 0.0, "coldStart": 0.0, "execution": _ms(finished - executed)}
                 api_context = {"pipelineId": "in-process", "coldStart": cold}
         except LambdapoolError as error:
-            headers: dict[str, str | list[str]] = {"Content-Type": "application/json", **error.headers()}
-            return Response(body=error.to_json().decode(), status_code=error.status, headers=headers)
+            return _error_response(error)
         timing["total"] = _ms(time.perf_counter() - started)
         body = {
             "response": result,
             "timing": timing,
             "apiContext": {"serviceId": endpoint.service_id, "endpointId": endpoint.endpoint_id, **api_context},
         }
-        return Response(body=body, status_code=200, headers={"Content-Type": "application/json"})
+        return _json_response(body)
 
     name = handler_name(endpoint) + "_run"
     run_view.__name__ = run_view.__qualname__ = name
     # Any content type: the body is parsed as JSON whatever the header says (the Dataiku client sends none).
     view = app.route(run_path(endpoint.service_id, endpoint.endpoint_id), methods=["POST"], content_types=_ANY_CONTENT)
     _bind(namespace, name, view(run_view))
+
+
+# -- asynchronous tasks -------------------------------------------------------------------------------
+
+_FINAL = frozenset({"DONE", "FAILED", "TIMEOUT", "CANCELLED"})
+_TASK_VIEW = "lambdapool_task"
+_TASK_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+
+
+class _MemoryTasks:
+    """Task state in this process (``chalice local`` and ``chalice.test.Client``)."""
+
+    bucket = ""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            task = self._tasks.get(task_id)
+            return dict(task) if task is not None else None
+
+    def put(self, task: dict[str, Any]) -> None:
+        with self._lock:
+            self._tasks[task["taskId"]] = dict(task)
+
+
+class _S3Tasks:
+    """Task state as ``tasks/<taskId>.json`` in an S3 bucket (on AWS; see infra/task-bucket.yaml)."""
+
+    def __init__(self, bucket: str):
+        import boto3
+
+        self.bucket = bucket
+        self._s3 = boto3.client("s3")
+
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        try:
+            body = self._s3.get_object(Bucket=self.bucket, Key=f"tasks/{task_id}.json")["Body"].read()
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        task: dict[str, Any] = json.loads(body)
+        return task
+
+    def put(self, task: dict[str, Any]) -> None:
+        self._s3.put_object(Bucket=self.bucket, Key=f"tasks/{task['taskId']}.json", Body=json.dumps(task).encode())
+
+
+_LOCAL_TASKS = _MemoryTasks()
+
+
+def _task_store() -> _MemoryTasks | _S3Tasks:
+    if not _on_lambda():
+        return _LOCAL_TASKS
+    bucket = os.environ.get("LAMBDAPOOL_TASK_BUCKET")
+    if not bucket:
+        raise ConfigurationError(
+            "tasks need a bucket on AWS: LAMBDAPOOL_TASK_BUCKET is not set",
+            "deploy infra/task-bucket.yaml and set LAMBDAPOOL_TASK_BUCKET in the stage's environment_variables",
+        )
+    return _S3Tasks(bucket)
+
+
+def run_task(
+    endpoint: Endpoint,
+    task_id: str,
+    arguments: dict[str, Any],
+    store: _MemoryTasks | _S3Tasks,
+    invocation: InvocationContext,
+) -> dict[str, Any]:
+    """Run a submitted task and record its state: RUNNING, then DONE, FAILED or TIMEOUT (just before the
+    function's own time runs out, since Lambda gives no chance to record it after). A task cancelled
+    meanwhile keeps its CANCELLED state. Returns the final state."""
+    task = store.get(task_id)
+    if task is None or task["status"] in _FINAL:
+        return task or {"taskId": task_id, "status": "FAILED"}
+    task.update(status="RUNNING", startedAt=_now())
+    store.put(task)
+
+    def timed_out() -> None:
+        latest = store.get(task_id)
+        if latest is not None and latest["status"] == "RUNNING":
+            error = Timeout(f"{endpoint.service_id}/{endpoint.endpoint_id} ran longer than timeout_s")
+            store.put({**latest, "status": "TIMEOUT", "finishedAt": _now(), "error": error.to_body()})
+
+    timer = threading.Timer(max(0.0, invocation.remaining_time_ms / 1000 - 1.0), timed_out)
+    timer.daemon = True
+    timer.start()
+    try:
+        final = {"status": "DONE", "response": json.loads(call_endpoint(endpoint, arguments, invocation))}
+    except LambdapoolError as error:
+        final = {"status": "FAILED", "error": error.to_body()}
+    finally:
+        timer.cancel()
+    latest = store.get(task_id) or task
+    if latest["status"] in _FINAL:  # cancelled (or timed out) while it ran
+        return latest
+    latest.update(final, finishedAt=_now())
+    store.put(latest)
+    return latest
+
+
+def run_task_event(endpoint: Endpoint, event: dict[str, Any], invocation: InvocationContext) -> dict[str, Any]:
+    """Run the task an asynchronous invocation carries (``{TASK_KEY: {taskId, bucket}, "arguments"}``)."""
+    envelope = event[TASK_KEY]
+    arguments = endpoint.parameters.bind(event.get("arguments") or {})
+    return run_task(endpoint, str(envelope["taskId"]), arguments, _S3Tasks(str(envelope["bucket"])), invocation)
+
+
+def _register_submit_route(app: Chalice, service: Service, endpoint: Endpoint, namespace: dict[str, Any]) -> None:
+    def submit_view() -> Response:
+        try:
+            arguments = _arguments(app, service, endpoint)
+            store = _task_store()
+            task_id = uuid.uuid4().hex
+            task: dict[str, Any] = {
+                "taskId": task_id,
+                "serviceId": endpoint.service_id,
+                "endpointId": endpoint.endpoint_id,
+                "status": "QUEUED",
+                "submittedAt": _now(),
+                "startedAt": None,
+                "finishedAt": None,
+            }
+            store.put(task)
+            if forwarding_enabled(endpoint):
+                payload = {TASK_KEY: {"taskId": task_id, "bucket": store.bucket}, "arguments": arguments}
+                _lambda_client(endpoint).invoke(
+                    FunctionName=_function_name(endpoint), InvocationType="Event", Payload=json.dumps(payload).encode()
+                )
+            else:
+                invocation = _context(
+                    endpoint, deadline=time.time() + endpoint.timeout_s, cold=False, pipeline="in-process"
+                )
+                run_task(endpoint, task_id, arguments, store, invocation)
+        except LambdapoolError as error:
+            return _error_response(error)
+        return _json_response({"taskId": task_id}, 202)
+
+    name = handler_name(endpoint) + "_submit"
+    submit_view.__name__ = submit_view.__qualname__ = name
+    path = run_path(endpoint.service_id, endpoint.endpoint_id).removesuffix("/run") + "/submit"
+    _bind(namespace, name, app.route(path, methods=["POST"], content_types=_ANY_CONTENT)(submit_view))
+
+
+def _register_task_route(app: Chalice, namespace: dict[str, Any]) -> None:
+    """``GET``/``DELETE /public/api/v1/tasks/{task_id}`` for every service mounted on ``app``.
+
+    On AWS a running invocation cannot be stopped: DELETE marks the task CANCELLED and its result is dropped.
+    """
+
+    def task_view(task_id: str) -> Response:
+        try:
+            task = _task_store().get(task_id) if _TASK_ID.fullmatch(task_id) else None
+            services = {service.service_id: service for service in mounted_services(app)}
+            if task is None or task["serviceId"] not in services:
+                raise NotFound(f"unknown task {task_id!r}")
+            _authorize(app, services[task["serviceId"]])
+            request = app.current_request
+            if request is not None and request.method == "DELETE" and task["status"] not in _FINAL:
+                task.update(status="CANCELLED", finishedAt=_now())
+                _task_store().put(task)
+        except LambdapoolError as error:
+            return _error_response(error)
+        return _json_response(task)
+
+    task_view.__name__ = task_view.__qualname__ = _TASK_VIEW
+    _bind(namespace, _TASK_VIEW, app.route("/public/api/v1/tasks/{task_id}", methods=["GET", "DELETE"])(task_view))
 
 
 def _ms(seconds: float) -> float:
@@ -253,8 +478,7 @@ def _forward(
 ) -> tuple[Any, dict[str, float], dict[str, Any]]:
     """Invoke the endpoint's function synchronously; retry throttles until ``timeout_ms``."""
     client = _lambda_client(endpoint)
-    api_function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")  # Chalice's API handler: {app}-{stage}
-    function_name = f"{api_function}-{endpoint.lambda_name}"
+    function_name = _function_name(endpoint)
     payload = json.dumps(arguments).encode()
     qualifier = os.environ.get("LAMBDAPOOL_FUNCTION_QUALIFIER")  # the alias with provisioned concurrency
     extra = {"Qualifier": qualifier} if qualifier else {}

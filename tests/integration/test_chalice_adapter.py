@@ -3,6 +3,7 @@ forwarding to a real emulator through boto3 (as they forward to Lambda once depl
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import sys
@@ -10,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 
+import boto3
 import pytest
 from chalice import Chalice
 from chalice.test import Client as ChaliceClient
@@ -17,7 +19,8 @@ from chalice.test import Client as ChaliceClient
 from lambdapool import Service
 from lambdapool.chalice import handler_name, mount
 
-from .conftest import APPS, SAMPLE_APP, Client
+from .conftest import APPS, SAMPLE_APP, Client, wait_until
+from .moto_aws import moto_server
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +73,11 @@ def test_every_sample_endpoint_answers_through_its_route_in_process() -> None:
         catch_all = post(client, "/public/api/v1/demo/api_py_function/run", {"q": 1}).json_body["response"]
         assert catch_all == {"z": 0, "data": {"q": 1}, "keys": ["q"]}
         assert post(client, "/public/api/v1/demo/slow/run", {"seconds": 0}).status_code == 200
-        assert post(client, "/public/api/v1/private/whoami/run").status_code == 200
+        assert post(client, "/public/api/v1/private/whoami/run").status_code == 401
+        key = {"Authorization": "Basic " + base64.b64encode(b"sample-key:").decode()}
+        assert client.http.post("/public/api/v1/private/whoami/run", headers=key, body=b"").status_code == 200
+        bearer = {"Authorization": "Bearer sample-key"}
+        assert client.http.post("/public/api/v1/private/whoami/run", headers=bearer, body=b"").status_code == 200
         for path, body, status, error_type in [
             ("/public/api/v1/311/predict/run", {"complaint_type": "dragons"}, 400, "BadRequest"),
             ("/public/api/v1/demo/add/run", {"x": 1}, 400, "BadRequest"),
@@ -186,3 +193,50 @@ def test_a_throttled_forward_is_retried_until_timeout_ms_then_queue_timeout(
     assert throttled.json_body["errorType"] == "QueueTimeout"
     assert throttled.headers["Retry-After"] == "1"
     assert "timeout_ms=200" in throttled.json_body["message"]
+
+
+def test_submit_runs_a_task_in_process_under_chalice_local() -> None:
+    module = load_app(SAMPLE_APP, "sample_tasks_local")
+    with ChaliceClient(module.app) as client:
+        submitted = post(client, "/public/api/v1/demo/add/submit", {"x": 1, "y": 2})
+        assert submitted.status_code == 202
+        task = client.http.get(f"/public/api/v1/tasks/{submitted.json_body['taskId']}").json_body
+        assert (task["status"], task["response"]) == ("DONE", 3)
+        failed_id = post(client, "/public/api/v1/demo/divide/submit", {"x": 1, "y": 0}).json_body["taskId"]
+        failed = client.http.get(f"/public/api/v1/tasks/{failed_id}").json_body
+        assert failed["status"] == "FAILED" and failed["error"]["errorType"] == "ZeroDivisionError"
+        assert client.http.get("/public/api/v1/tasks/" + "0" * 32).status_code == 404
+        assert post(client, "/public/api/v1/demo/add/submit", {"x": 1}).status_code == 400
+
+
+def test_submit_on_aws_invokes_asynchronously_and_keeps_state_in_s3(
+    start_emulator, forwarding, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lambda is the emulator (AWS_ENDPOINT_URL_LAMBDA), S3 a moto server (AWS_ENDPOINT_URL_S3): the
+    # endpoint's pipeline runs the task exactly as the deployed function does, writing its state to S3.
+    with moto_server() as moto_url:
+        for name, value in {
+            "AWS_ENDPOINT_URL_S3": moto_url,
+            "LAMBDAPOOL_TASK_BUCKET": "sample-tasks",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        emulator = start_emulator(SAMPLE_APP)  # its pipelines inherit the S3 endpoint and credentials
+        forwarding(emulator, "sample-dev")
+        monkeypatch.delenv("AWS_ENDPOINT_URL")
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", emulator.url)
+        boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1").create_bucket(Bucket="sample-tasks")
+        module = load_app(SAMPLE_APP, "sample_tasks_aws")
+        with ChaliceClient(module.app) as client:
+            task_id = post(client, "/public/api/v1/demo/add/submit", {"x": 40, "y": 2}).json_body["taskId"]
+            task = wait_until(
+                lambda: (t := client.http.get(f"/public/api/v1/tasks/{task_id}").json_body)["status"] == "DONE" and t
+            )
+            assert task["response"] == 42 and task["startedAt"] and task["finishedAt"]
+            stored = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1").get_object(
+                Bucket="sample-tasks", Key=f"tasks/{task_id}.json"
+            )
+            assert json.loads(stored["Body"].read())["status"] == "DONE"
+            assert emulator.endpoint_status("demo", "add")["counters"]["succeeded"] == 1

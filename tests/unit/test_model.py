@@ -246,6 +246,7 @@ def test_the_error_table_matches_the_design() -> None:
         "OutOfMemory": 502,
         "Timeout": 504,
         "Cancelled": 409,  # a task's error when it was cancelled (DELETE /public/api/v1/tasks/{taskId})
+        "ConfigurationError": 500,  # e.g. tasks on AWS without LAMBDAPOOL_TASK_BUCKET
     }
 
 
