@@ -25,6 +25,8 @@ from .chalice import LAMBDA_NAME_LIMIT
 
 #: The modules that run inside Lambda: the model and the Chalice adapter (nothing of the emulator).
 RUNTIME_FILES = ("__init__.py", "_errors.py", "_model.py", "_schedule.py", "chalice.py", "py.typed")
+#: API Gateway's integration timeout: a synchronous route cannot run longer, whatever the function's timeout.
+API_GATEWAY_LIMIT_S = 29
 ZIPPED_LIMIT_BYTES = 50 * 2**20
 UNZIPPED_LIMIT_BYTES = 250 * 2**20
 
@@ -146,7 +148,13 @@ def configure(project_dir: str | Path, stage: str = "dev", provisioned: bool = F
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     changes += vendor_runtime(project)
-    next_steps = [f"cd {project} && chalice deploy --stage {stage}"]
+    next_steps = [
+        f"warning: {spec.service_id}/{spec.endpoint_id} has timeout_s={spec.timeout_s}, but API Gateway ends "
+        f"every route at {API_GATEWAY_LIMIT_S} s: call it through /submit, or lower timeout_s"
+        for spec in specs
+        if spec.trigger is None and spec.timeout_s > API_GATEWAY_LIMIT_S
+    ]
+    next_steps.append(f"cd {project} && chalice deploy --stage {stage}")
     if provisioned:
         next_steps += provisioned_commands(app, stage, specs)
     return ConfigResult(changes, next_steps)

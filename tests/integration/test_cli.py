@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,20 @@ def _alive(pid: int) -> bool:
 
 
 def _start_cli(project: Path, *extra: str) -> tuple[subprocess.Popen[str], str, list[str]]:
+    state_dir = tempfile.mkdtemp(prefix="lambdapool-state-")  # not inside the project
     process = subprocess.Popen(
-        [sys.executable, "-m", "lambdapool.cli", "local", str(project), "--port", "0", *extra],
+        [
+            sys.executable,
+            "-m",
+            "lambdapool.cli",
+            "local",
+            str(project),
+            "--port",
+            "0",
+            "--state-dir",
+            state_dir,
+            *extra,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

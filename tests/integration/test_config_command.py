@@ -57,6 +57,9 @@ def test_config_writes_each_function_and_keeps_everything_else(project: Path) ->
     out = run_config(project)
     assert "stages.dev.lambda_functions.demo-add.lambda_timeout: 3 -> 60" in out
     assert "stages.dev.lambda_functions.demo-slow.reserved_concurrency: unset -> 2" in out
+    # complaint_types keeps the 60 s default: more than API Gateway lets a route run.
+    assert "warning: 311/complaint_types has timeout_s=60, but API Gateway ends every route at 29 s" in out
+    assert "warning: 311/predict" not in out  # timeout_s=10
     config = json.loads((project / ".chalice" / "config.json").read_text())
     functions = config["stages"]["dev"]["lambda_functions"]
     assert functions["demo-add"] == {
