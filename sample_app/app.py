@@ -36,12 +36,13 @@ private = Service(
 def predict(complaint_type: str, lat: float = 0.0, lon: float = 0.0):
     """Median days to close a 311 complaint of this type."""
     key = complaint_type.strip().lower()
-    if key not in MEDIANS:
+    model = data.load_medians(MEDIANS)  # the medians job's latest model, once there is one
+    if key not in model:
         raise BadRequest(
             f"complaint type {complaint_type!r} is not in the model",
-            f"known complaint types: {', '.join(sorted(MEDIANS))}",
+            f"known complaint types: {', '.join(sorted(model))}",
         )
-    return {"complaint_type": key, "estimated_time": MEDIANS[key], "lat": lat, "lon": lon}
+    return {"complaint_type": key, "estimated_time": model[key], "lat": lat, "lon": lon}
 
 
 @nyc.schedule("rate(1 day)")

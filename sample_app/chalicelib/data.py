@@ -36,10 +36,23 @@ def model_bucket() -> str:
     return os.environ.get("MODEL_BUCKET", "sample-311-models")
 
 
-def s3() -> Any:
-    import boto3
+_S3_CLIENT: Any = None
 
-    return boto3.client("s3")
+
+def s3() -> Any:
+    """One S3 client per process (creating one costs tens of milliseconds)."""
+    global _S3_CLIENT
+    if _S3_CLIENT is None:
+        import boto3
+        from botocore.config import Config
+
+        _S3_CLIENT = boto3.client("s3", config=Config(connect_timeout=2, retries={"total_max_attempts": 2}))
+    return _S3_CLIENT
+
+
+def aws_available() -> bool:
+    """On Lambda, or in the emulator (which exports its local AWS); not under ``chalice local``."""
+    return bool(os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_EXECUTION_ENV"))
 
 
 def generate_complaints(day: dt.date, count: int = 500) -> list[dict[str, str]]:
@@ -81,5 +94,29 @@ def compute_medians(bucket: str, key: str) -> dict[str, Any]:
     """Read a raw file and write the model the 311 endpoint serves."""
     complaints = json.loads(s3().get_object(Bucket=bucket, Key=key)["Body"].read())
     medians = medians_of(complaints)
+    try:
+        s3().head_bucket(Bucket=model_bucket())
+    except Exception:  # a sample's convenience; a real deployment creates it with its infrastructure
+        s3().create_bucket(Bucket=model_bucket())
     s3().put_object(Bucket=model_bucket(), Key=MODEL_KEY, Body=json.dumps(medians).encode())
     return {"bucket": model_bucket(), "key": MODEL_KEY, "types": len(medians), "source": key}
+
+
+_MODEL_CACHE: dict[str, Any] = {"etag": None, "medians": None}
+
+
+def load_medians(shipped: dict[str, float]) -> dict[str, float]:
+    """The latest model from the model bucket (fetched again only when its ETag changes), else ``shipped``."""
+    if not aws_available():
+        return shipped
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        etag = s3().head_object(Bucket=model_bucket(), Key=MODEL_KEY)["ETag"]
+        if etag != _MODEL_CACHE["etag"]:
+            body = s3().get_object(Bucket=model_bucket(), Key=MODEL_KEY)["Body"].read()
+            _MODEL_CACHE.update(etag=etag, medians=json.loads(body))
+    except (BotoCoreError, ClientError):
+        return _MODEL_CACHE["medians"] or shipped
+    medians: dict[str, float] = _MODEL_CACHE["medians"]
+    return medians

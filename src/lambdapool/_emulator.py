@@ -8,23 +8,31 @@ HTTP server; leaving it stops the server and every process it started.
 from __future__ import annotations
 
 import ast
+import datetime as dt
 import importlib.util
+import logging
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from ._aws import LocalAws
 from ._chalice_config import app_name, function_environment, read_chalice_config
+from ._errors import LambdapoolError, QueueFull, QueueTimeout
 from ._forkserver import ForkServer
 from ._loader import AppLoadError, app_path
 from ._model import Pool, load_pool_override
 from ._runtime import EndpointRuntime, EndpointSpec
-from ._tasks import TaskRunner, TaskStore
+from ._scheduler import Scheduler
+from ._tasks import MAX_EVENT_AGE_S, TaskRunner, TaskStore
 from ._wire import ChannelClosed, recv_frame
+
+log = logging.getLogger("lambdapool.emulator")
 
 #: Always preloaded in the fork server: what every app.py imports.
 BASE_PRELOAD = ("json", "logging", "chalice", "lambdapool", "lambdapool.chalice")
@@ -108,7 +116,8 @@ class Emulator:
     """Serve ``project_dir``'s function endpoints on ``host:port`` (``port=0`` picks a free port).
 
     ``cold_start_delay_ms`` adds an emulated provider overhead to every pipeline start; submitted tasks are
-    kept in ``state_dir`` (default ``PROJECT_DIR/.lambdapool``);
+    kept in ``state_dir`` (default ``PROJECT_DIR/.lambdapool``); ``aws`` is ``moto`` (a local AWS on moto's
+    server, whose address pipelines get), ``real`` or ``none``;
     ``supervise_interval_s`` is how often running calls are checked against ``timeout_s`` and pipelines'
     resident memory against ``memory_mb`` (a pipeline's peak memory is also checked after every call).
     Raises :class:`~lambdapool._loader.AppLoadError` from :meth:`start` if the app cannot be loaded.
@@ -125,6 +134,7 @@ class Emulator:
         supervise_interval_s: float = 0.05,
         max_body_bytes: int = 6 * 2**20,
         state_dir: str | Path | None = None,
+        aws: str = "moto",
     ):
         self.project_dir = Path(project_dir).resolve()
         self.host = host
@@ -134,6 +144,8 @@ class Emulator:
         self.max_body_bytes = max_body_bytes
         self.state_dir = Path(state_dir) if state_dir is not None else self.project_dir / ".lambdapool"
         self.tasks: TaskRunner | None = None
+        self.aws = LocalAws(aws)
+        self.scheduler: Scheduler | None = None
         self.services: dict[str, ServedService] = {}
         #: Lambda function name -> endpoint, under both ``{app}-{stage}-{service}-{endpoint}`` and the bare name.
         self.lambda_functions: dict[str, EndpointRuntime] = {}
@@ -159,6 +171,7 @@ class Emulator:
         """Load the project, start the pools' floor pipelines and bind the HTTP server (not yet serving)."""
         try:
             path = app_path(self.project_dir)
+            self.aws.start()
             self._chalice_config = read_chalice_config(self.project_dir)
             self._app_name = app_name(self.project_dir, self._chalice_config)
             self._forkserver = ForkServer(
@@ -169,6 +182,7 @@ class Emulator:
             self.tasks = TaskRunner(TaskStore(self.state_dir / "tasks"))
             for runtime in self.runtimes():
                 runtime.load()
+            self._start_triggers()
             self._watcher = threading.Thread(target=self._supervise, name="lambdapool-supervisor", daemon=True)
             self._watcher.start()
             from ._http import EmulatorApp
@@ -198,11 +212,14 @@ class Emulator:
                 server.shutdown()
                 self._serve_thread.join()
             server.server_close()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         for runtime in self.runtimes():
             runtime.close()
         forkserver, self._forkserver = self._forkserver, None
         if forkserver is not None:
             forkserver.stop()
+        self.aws.stop()
 
     # -- queries --------------------------------------------------------------------------------------
 
@@ -220,8 +237,11 @@ class Emulator:
             yield from list(service.endpoints.values())
 
     def status(self) -> dict[str, Any]:
+        next_fire = self.scheduler.next_fire if self.scheduler is not None else {}
         return {
             "project": str(self.project_dir),
+            "aws": {"mode": self.aws.mode, "endpointUrl": self.aws.endpoint_url},
+            "nextFire": {name: when.isoformat() if when else None for name, when in next_fire.items()},
             "app": self._app_name,
             "stage": self.stage,
             "forkServerPid": self._forkserver.pid if self._forkserver is not None else None,
@@ -242,6 +262,7 @@ class Emulator:
     ) -> dict[str, Any]:
         function_name = f"{service_id}-{endpoint_id}"
         environment = function_environment(self._chalice_config, self.stage, function_name) if service_id else {}
+        environment.update(self.aws.environment())
         environment.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         if service_id:
             environment["AWS_LAMBDA_FUNCTION_NAME"] = self.deployed_name(function_name)
@@ -268,6 +289,68 @@ class Emulator:
                     for name in (self.deployed_name(spec.lambda_name), spec.lambda_name):
                         self.lambda_functions.setdefault(name, runtime)
             self.services[service.service_id] = service
+
+    # -- triggers -------------------------------------------------------------------------------------
+
+    def trigger_runtime(self, name: str) -> EndpointRuntime:
+        """The endpoint whose Lambda name (``{service}-{endpoint}``) is ``name``."""
+        return self.lambda_functions[name]
+
+    def _start_triggers(self) -> None:
+        schedules, s3_triggers = [], []
+        for runtime in self.runtimes():
+            trigger = runtime.spec.trigger
+            if trigger is not None and trigger.kind == "schedule":
+                schedules.append((runtime.spec.lambda_name, trigger.expression))
+            elif trigger is not None:
+                visibility_s = runtime.spec.timeout_s + runtime.spec.pool.timeout_ms // 1000 + 30
+                s3_triggers.append((runtime.spec.lambda_name, trigger, visibility_s))
+        self.aws.wire_s3_triggers(s3_triggers, lambda name, event: self.deliver(self.trigger_runtime(name), event))
+        self.scheduler = Scheduler(schedules, self._fire_on_schedule)
+        self.scheduler.start()
+
+    def scheduled_event(self, runtime: EndpointRuntime, when: dt.datetime) -> dict[str, Any]:
+        """The event EventBridge sends a scheduled function (what Chalice's ``CloudWatchEvent`` parses)."""
+        rule = f"{self.deployed_name(runtime.spec.lambda_name)}"
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": "us-east-1",
+            "resources": [f"arn:aws:events:us-east-1:123456789012:rule/{rule}"],
+            "detail": {},
+        }
+
+    def _fire_on_schedule(self, name: str, when: dt.datetime) -> None:
+        runtime = self.trigger_runtime(name)
+        self.deliver(runtime, self.scheduled_event(runtime, when))
+
+    def deliver(self, runtime: EndpointRuntime, event: dict[str, Any]) -> None:
+        """Run a trigger event through the endpoint's pool in the background, as Lambda runs asynchronous
+        events: a full pool is retried (the event waits), a failure is counted and kept for the status."""
+        threading.Thread(target=self._deliver, args=(runtime, event), daemon=True).start()
+
+    def _deliver(self, runtime: EndpointRuntime, event: dict[str, Any]) -> None:
+        attempt = 0
+        started = time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                runtime.call(event)
+                runtime.stats.count("eventsDelivered")
+                return
+            except (QueueFull, QueueTimeout) as error:
+                if time.monotonic() - started > MAX_EVENT_AGE_S:
+                    runtime.stats.event_failed(error)
+                    return
+                self._stopping.wait(min(0.05 * 2**attempt, 5.0))
+                attempt += 1
+            except LambdapoolError as error:
+                log.warning("%s failed on an event: %s: %s", runtime.spec.lambda_name, error.type_name(), error.message)
+                runtime.stats.event_failed(error)
+                return
 
     def _launch(self, runtime: EndpointRuntime, pool_id: int) -> tuple[int, socket.socket]:
         forkserver = self._forkserver

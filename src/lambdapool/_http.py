@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import logging
 import math
@@ -42,6 +43,8 @@ _ROUTES: tuple[tuple[re.Pattern[str], frozenset[str], str], ...] = tuple(
         (r"/public/api/v1/tasks", {"GET"}, "tasks"),
         (r"/2015-03-31/functions/(?P<function_name>[A-Za-z0-9_:.%-]+)/invocations", {"POST"}, "invoke"),
         (r"/__lambdapool__/status", {"GET"}, "status"),
+        (rf"/__lambdapool__/schedules/(?P<service_id>{_ID})/(?P<endpoint_id>{_ID})/fire", {"POST"}, "fire"),
+        (r"/__lambdapool__/aws", {"GET"}, "aws"),
         (r"/metrics", {"GET"}, "metrics"),
     )
 )
@@ -186,6 +189,8 @@ class EmulatorApp:
             "tasks": self.list_tasks,
             "invoke": self.invoke,
             "status": self.status,
+            "fire": self.fire,
+            "aws": self.aws,
             "metrics": self.metrics,
         }
 
@@ -341,6 +346,26 @@ class EmulatorApp:
                 error.type_name(),
                 error.message,
             )
+
+    def fire(self, request: Request, service_id: str, endpoint_id: str) -> Response:
+        """Fire a scheduled endpoint now, through its pool, and answer with the run envelope (or its error)."""
+        service = self.emulator.services.get(service_id)
+        runtime = service.endpoints.get(endpoint_id) if service is not None else None
+        trigger = runtime.spec.trigger if runtime is not None else None
+        if runtime is None or trigger is None or trigger.kind != "schedule":
+            raise NotFound(f"no scheduled endpoint {service_id}/{endpoint_id}")
+        event = self.emulator.scheduled_event(runtime, datetime.datetime.now(datetime.timezone.utc))
+        try:
+            result = runtime.call(event)
+        except LambdapoolError as error:
+            runtime.stats.event_failed(error)
+            raise
+        runtime.stats.count("eventsDelivered")
+        return json_response(envelope(result))
+
+    def aws(self, request: Request) -> Response:
+        """The local AWS the emulator runs: ``{"endpointUrl": ...}`` (null with ``--aws real`` or ``none``)."""
+        return json_response({"endpointUrl": self.emulator.aws.endpoint_url, "mode": self.emulator.aws.mode})
 
     def status(self, request: Request) -> Response:
         return json_response(self.emulator.status())

@@ -27,6 +27,8 @@ _COUNTERS = {
     "timeouts": ("lambdapool_timeouts", "Calls (or pipeline starts) that ran past timeout_s"),
     "crashes": ("lambdapool_pipeline_crashes", "Pipelines that died during a call or while starting"),
     "outOfMemory": ("lambdapool_out_of_memory", "Pipelines killed for using more than memory_mb"),
+    "eventsDelivered": ("lambdapool_trigger_events_delivered", "Schedule and S3 events handled successfully"),
+    "eventsFailed": ("lambdapool_trigger_events_failed", "Schedule and S3 events whose handling failed"),
 }
 
 

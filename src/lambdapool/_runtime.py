@@ -220,6 +220,8 @@ class EndpointStats:
         "timeouts",
         "crashes",
         "outOfMemory",
+        "eventsDelivered",
+        "eventsFailed",
     )
 
     def __init__(self, sample_size: int = 2048):
@@ -228,6 +230,13 @@ class EndpointStats:
         self._recent_ms: deque[float] = deque(maxlen=sample_size)
         self.bucket_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self.latency_sum_s = 0.0
+        self.last_error: dict[str, Any] | None = None
+
+    def event_failed(self, error: LambdapoolError) -> None:
+        """Count a trigger event whose delivery failed, and keep its error for the status page."""
+        with self._lock:
+            self.counters["eventsFailed"] += 1
+            self.last_error = {**error.to_body(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def count(self, name: str) -> None:
         with self._lock:
@@ -387,6 +396,8 @@ class EndpointRuntime:
             },
             "counters": stats["counters"],
             "latencyMs": self.stats.percentiles(),
+            "trigger": self.spec.trigger.to_dict() if self.spec.trigger is not None else None,
+            "lastError": self.stats.last_error,
         }
 
     def live_pipelines(self) -> list[Pipeline]:

@@ -322,10 +322,8 @@ class _S3Tasks:
     """Task state as ``tasks/<taskId>.json`` in an S3 bucket (on AWS; see infra/task-bucket.yaml)."""
 
     def __init__(self, bucket: str):
-        import boto3
-
         self.bucket = bucket
-        self._s3 = boto3.client("s3")
+        self._s3 = _aws_client("s3")
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         try:
@@ -465,12 +463,36 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
-def _lambda_client(endpoint: Endpoint) -> Any:
-    import boto3
-    from botocore.config import Config
+_CLIENTS: dict[tuple[Any, ...], Any] = {}
+_CLIENT_SETTINGS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_LAMBDA",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+)
 
-    config = Config(retries={"total_max_attempts": 1}, read_timeout=endpoint.timeout_s + 5, connect_timeout=5)
-    return boto3.client("lambda", config=config)
+
+def _aws_client(service: str, read_timeout_s: int = 60) -> Any:
+    """A boto3 client, created once per process and settings (creating one costs tens of milliseconds).
+
+    Keyed by the environment's endpoint, region and credentials: a warm Lambda reuses it, and a process whose
+    settings change (tests pointing at another local AWS) gets a new one.
+    """
+    key = (service, read_timeout_s, *(os.environ.get(name) for name in _CLIENT_SETTINGS))
+    client = _CLIENTS.get(key)
+    if client is None:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(retries={"total_max_attempts": 1}, read_timeout=read_timeout_s, connect_timeout=5)
+        client = _CLIENTS[key] = boto3.session.Session().client(service, config=config)
+    return client
+
+
+def _lambda_client(endpoint: Endpoint) -> Any:
+    return _aws_client("lambda", endpoint.timeout_s + 5)
 
 
 def _forward(

@@ -24,13 +24,27 @@ def _banner(emulator: Emulator) -> str:
         for runtime in service.endpoints.values():
             spec = runtime.spec
             pool = spec.pool
+            trigger = spec.trigger
+            what = (
+                f"  POST {emulator.url}/public/api/v1/{spec.service_id}/{spec.endpoint_id}/run"
+                if trigger is None
+                else f"  {spec.endpoint_id}: on {trigger.expression}"
+                if trigger.kind == "schedule"
+                else f"  {spec.endpoint_id}: on s3://{trigger.bucket}/{trigger.prefix}*{trigger.suffix}"
+            )
             lines.append(
-                f"  POST {emulator.url}/public/api/v1/{spec.service_id}/{spec.endpoint_id}/run   "
+                f"{what}   "
                 f"pool floor={pool.floor} cruise={pool.cruise} ceil={pool.ceil} queue={pool.queue} "
                 f"timeout_ms={pool.timeout_ms}  timeout_s={spec.timeout_s} memory_mb={spec.memory_mb}"
             )
+    aws = {
+        "moto": f"local AWS (moto): {emulator.aws.endpoint_url}",
+        "real": "AWS: your real account (--aws real)",
+        "none": "AWS: none (--aws none)",
+    }[emulator.aws.mode]
     lines += [
         "",
+        aws,
         f"status: {emulator.url}/__lambdapool__/status   metrics: {emulator.url}/metrics",
         "Press Ctrl-C to stop.",
     ]
@@ -49,6 +63,7 @@ def local(args: argparse.Namespace) -> int:
         stage=args.stage,
         cold_start_delay_ms=args.cold_start_delay_ms,
         state_dir=args.state_dir,
+        aws=args.aws,
     )
     # Ctrl-C and SIGTERM both stop cleanly; SIGINT is set explicitly because a shell starts background
     # jobs with it ignored, and Python keeps it ignored.
@@ -115,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="where submitted tasks' state and results are kept (PROJECT_DIR/.lambdapool)",
+    )
+    run_local.add_argument(
+        "--aws",
+        choices=("moto", "real", "none"),
+        default="moto",
+        help="the AWS pipelines and S3 triggers use: a local moto server (moto), your real account (real), "
+        "or none (moto)",
     )
     run_local.set_defaults(handler=local)
 

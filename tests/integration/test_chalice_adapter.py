@@ -155,7 +155,7 @@ def test_run_routes_forward_to_the_endpoint_function_with_boto3(start_emulator, 
     module = load_app(SAMPLE_APP, "sample_forwarding")
     with ChaliceClient(module.app) as client:
         answer = post(client, "/public/api/v1/demo/add/run", {"x": 20, "y": 22})
-        assert answer.status_code == 200 and answer.json_body["response"] == 42
+        assert answer.status_code == 200 and answer.json_body["response"] == 42, answer.body
         assert answer.json_body["apiContext"]["pipelineId"] == "sample-dev-demo-add"
         # Served by the emulator's pool, not in this process.
         assert emulator.endpoint_status("demo", "add")["counters"]["succeeded"] == 1
@@ -227,7 +227,10 @@ def test_submit_on_aws_invokes_asynchronously_and_keeps_state_in_s3(
         forwarding(emulator, "sample-dev")
         monkeypatch.delenv("AWS_ENDPOINT_URL")
         monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", emulator.url)
-        boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1").create_bucket(Bucket="sample-tasks")
+        s3 = boto3.client(
+            "s3", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+        s3.create_bucket(Bucket="sample-tasks")
         module = load_app(SAMPLE_APP, "sample_tasks_aws")
         with ChaliceClient(module.app) as client:
             task_id = post(client, "/public/api/v1/demo/add/submit", {"x": 40, "y": 2}).json_body["taskId"]
@@ -235,9 +238,7 @@ def test_submit_on_aws_invokes_asynchronously_and_keeps_state_in_s3(
                 lambda: (t := client.http.get(f"/public/api/v1/tasks/{task_id}").json_body)["status"] == "DONE" and t
             )
             assert task["response"] == 42 and task["startedAt"] and task["finishedAt"]
-            stored = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1").get_object(
-                Bucket="sample-tasks", Key=f"tasks/{task_id}.json"
-            )
+            stored = s3.get_object(Bucket="sample-tasks", Key=f"tasks/{task_id}.json")
             assert json.loads(stored["Body"].read())["status"] == "DONE"
             assert emulator.endpoint_status("demo", "add")["counters"]["succeeded"] == 1
 

@@ -1,0 +1,153 @@
+"""The pytest plugin: test a project's endpoints through the emulator, or their code against moto.
+
+Fixtures (registered through the ``pytest11`` entry point):
+
+- ``lambdapool``: starts ``lambdapool local`` for the project on a free loopback port (with its local AWS on
+  moto) and yields an :class:`EmulatorClient`; everything is stopped after the test;
+- ``lambdapool_project``: the project directory; by default the ``lambdapool_project`` ini option (relative
+  to the rootdir), else the rootdir. Override it in a ``conftest.py`` to point elsewhere;
+- ``lambdapool_moto``: moto's in-process ``mock_aws`` with safe dummy credentials, for plain unit tests of
+  endpoint code that calls boto3 (no account, nothing leaves the process).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from ._emulator import Emulator
+
+__all__ = ["Answer", "EmulatorClient"]
+
+T = TypeVar("T")
+
+
+class Answer:
+    """An HTTP answer of the emulator: ``status``, the JSON ``body`` and ``headers``."""
+
+    def __init__(self, status: int, body: Any, headers: dict[str, str]):
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    @property
+    def response(self) -> Any:
+        """The function's result (``body["response"]``); raises ``AssertionError`` for an error answer."""
+        assert self.status == 200, f"the call failed with {self.status}: {self.body}"
+        return self.body["response"]
+
+    @property
+    def error_type(self) -> str | None:
+        return self.body.get("errorType") if isinstance(self.body, dict) else None
+
+    def __repr__(self) -> str:
+        return f"Answer({self.status}, {self.body!r})"
+
+
+class EmulatorClient:
+    """Talks to a running emulator over real HTTP."""
+
+    def __init__(self, emulator: Emulator):
+        self.emulator = emulator
+        self.url = emulator.url
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Answer:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=900) as response:
+                status, raw, answer_headers = response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as error:
+            status, raw, answer_headers = error.code, error.read(), dict(error.headers)
+        return Answer(status, json.loads(raw) if raw else None, answer_headers)
+
+    def run(self, service: str, endpoint: str, **params: Any) -> Answer:
+        """Call ``/run`` and wait."""
+        return self.request("POST", f"/public/api/v1/{service}/{endpoint}/run", params)
+
+    def submit(self, service: str, endpoint: str, **params: Any) -> str:
+        """Call ``/submit``; returns the task id."""
+        answer = self.request("POST", f"/public/api/v1/{service}/{endpoint}/submit", params)
+        assert answer.status == 202, answer
+        return str(answer.body["taskId"])
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        answer = self.request("GET", f"/public/api/v1/tasks/{task_id}")
+        assert answer.status == 200, answer
+        task: dict[str, Any] = answer.body
+        return task
+
+    def fire(self, service: str, endpoint: str) -> Answer:
+        """Fire a scheduled endpoint now (through its pool) and return its answer."""
+        return self.request("POST", f"/__lambdapool__/schedules/{service}/{endpoint}/fire")
+
+    def stats(self, service: str, endpoint: str) -> dict[str, Any]:
+        """The endpoint's part of ``/__lambdapool__/status``: pool, pipelines, queue, counters, lastError."""
+        status = self.request("GET", "/__lambdapool__/status").body
+        stats: dict[str, Any] = status["services"][service]["endpoints"][endpoint]
+        return stats
+
+    @property
+    def s3(self) -> Any:
+        """A boto3 S3 client on the emulator's local AWS."""
+        return self.emulator.aws.client("s3")
+
+    @staticmethod
+    def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.02) -> T:
+        """Poll ``predicate`` until it returns something truthy and return it; fail at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not true within {timeout} s: {predicate}")
+            time.sleep(interval)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("lambdapool_project", "the Chalice project the lambdapool fixture serves (default: rootdir)")
+
+
+@pytest.fixture
+def lambdapool_project(request: pytest.FixtureRequest) -> Path:
+    """The project the ``lambdapool`` fixture serves."""
+    configured = request.config.getini("lambdapool_project")
+    return Path(request.config.rootpath, configured) if configured else Path(request.config.rootpath)
+
+
+@pytest.fixture
+def lambdapool(lambdapool_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorClient]:
+    """``lambdapool local`` for the project, on a free port, with moto as its AWS; stopped afterwards."""
+    emulator = Emulator(lambdapool_project, port=0, state_dir=tmp_path_factory.mktemp("lambdapool-state"))
+    emulator.start()
+    try:
+        emulator.serve_in_thread()
+        yield EmulatorClient(emulator)
+    finally:
+        emulator.close()
+
+
+@pytest.fixture
+def lambdapool_moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's ``mock_aws`` with dummy credentials and region: boto3 in the test never reaches AWS."""
+    from moto import mock_aws
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        yield
