@@ -659,6 +659,7 @@ class EndpointRuntime:
         try:
             pipeline.reader.sock.settimeout(self._start_timeout_s)
             header, _ = pipeline.reader.read()
+            pipeline.reader.sock.settimeout(None)  # calls block; the supervisor enforces their deadlines
         except TimeoutError:
             pipeline.kill("timeout")
             self.stats.count("timeouts")
@@ -681,7 +682,6 @@ class EndpointRuntime:
         if header.get("peakRssBytes", 0) > self._memory_limit_bytes:
             pipeline.kill("oom")
             return self._death_error(pipeline)
-        pipeline.reader.sock.settimeout(None)  # calls block; the supervisor enforces their deadlines
         return None
 
     def _start_failed(self, pool_id: int, error: LambdapoolError) -> None:
