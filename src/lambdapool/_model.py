@@ -347,20 +347,16 @@ class Service:
         invalid ``outputs`` or a signature a JSON object cannot bind.
         """
 
-        def register(fn: F) -> F:
-            self._register(
-                fn,
-                endpoint_id=endpoint_id,
-                pool=pool,
-                timeout_s=timeout_s,
-                memory_mb=memory_mb,
-                description=description,
-                outputs=outputs,
-                folders=folders,
-                inline=inline,
-            )
-            return fn
-
+        register = self._decorator(
+            endpoint_id=endpoint_id,
+            pool=pool,
+            timeout_s=timeout_s,
+            memory_mb=memory_mb,
+            description=description,
+            outputs=outputs,
+            folders=folders,
+            inline=inline,
+        )
         return register(function) if function is not None else register
 
     def schedule(
@@ -422,19 +418,23 @@ class Service:
         memory_mb: int,
         description: str | None,
     ) -> Callable[[F], F]:
+        return self._decorator(
+            endpoint_id=endpoint_id,
+            pool=pool,
+            timeout_s=timeout_s,
+            memory_mb=memory_mb,
+            description=description,
+            outputs=None,
+            folders=(),
+            inline=False,
+            trigger=trigger,
+        )
+
+    def _decorator(self, **settings: Any) -> Callable[[F], F]:
+        """A decorator that registers the function it decorates with ``settings`` and returns it unchanged."""
+
         def register(fn: F) -> F:
-            self._register(
-                fn,
-                endpoint_id=endpoint_id,
-                pool=pool,
-                timeout_s=timeout_s,
-                memory_mb=memory_mb,
-                description=description,
-                outputs=None,
-                folders=(),
-                inline=False,
-                trigger=trigger,
-            )
+            self._register(fn, **settings)
             return fn
 
         return register

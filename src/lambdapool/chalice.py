@@ -131,6 +131,25 @@ def trigger_event(endpoint: Endpoint, raw_event: dict[str, Any], context: Any = 
     return S3Event(raw_event, context)
 
 
+def _lambda_invocation(endpoint: Endpoint, state: dict[str, bool], lambda_context: Any) -> InvocationContext:
+    """The context of one call inside a Lambda function: its deadline from Lambda's context object, and
+    whether it is the first call of this execution environment (a cold start)."""
+    cold, state["cold"] = state["cold"], False
+    remaining_ms = (
+        lambda_context.get_remaining_time_in_millis() if lambda_context is not None else endpoint.timeout_s * 1000
+    )
+    return _context(endpoint, deadline=time.time() + remaining_ms / 1000, cold=cold, pipeline="lambda")
+
+
+def _as_lambda_result(call: Callable[[], bytes]) -> Any:
+    """Run a call for a Lambda handler: its result as a JSON value; the user's own exception escapes
+    (Lambda reports the class of what escapes, so the caller sees ``ZeroDivisionError``, not ours)."""
+    try:
+        return json.loads(call())
+    except FunctionError as error:
+        raise error.__cause__ or error from None
+
+
 def _register_trigger(app: Chalice, endpoint: Endpoint, namespace: dict[str, Any]) -> None:
     """A schedule becomes ``app.schedule``, an S3 trigger ``app.on_s3_event``: one Lambda function each."""
     trigger = endpoint.trigger
@@ -138,16 +157,8 @@ def _register_trigger(app: Chalice, endpoint: Endpoint, namespace: dict[str, Any
     state = {"cold": True}
 
     def handler(event: Any) -> Any:
-        cold, state["cold"] = state["cold"], False
-        lambda_context = getattr(event, "context", None)
-        remaining_ms = (
-            lambda_context.get_remaining_time_in_millis() if lambda_context is not None else endpoint.timeout_s * 1000
-        )
-        invocation = _context(endpoint, deadline=time.time() + remaining_ms / 1000, cold=cold, pipeline="lambda")
-        try:
-            return json.loads(call_trigger(endpoint, event, invocation))
-        except FunctionError as error:
-            raise error.__cause__ or error from None
+        invocation = _lambda_invocation(endpoint, state, getattr(event, "context", None))
+        return _as_lambda_result(lambda: call_trigger(endpoint, event, invocation))
 
     name = handler_name(endpoint)
     handler.__name__ = handler.__qualname__ = name
@@ -168,19 +179,13 @@ def _register_function(app: Chalice, endpoint: Endpoint, namespace: dict[str, An
     state = {"cold": True}
 
     def handler(event: Any, context: Any) -> Any:
-        cold, state["cold"] = state["cold"], False
+        invocation = _lambda_invocation(endpoint, state, context)
         if not isinstance(event, dict):
             raise _bad_event(event)
-        remaining_ms = context.get_remaining_time_in_millis() if context is not None else endpoint.timeout_s * 1000
-        invocation = _context(endpoint, deadline=time.time() + remaining_ms / 1000, cold=cold, pipeline="lambda")
         if TASK_KEY in event:  # an asynchronous task submitted through /submit
             return run_task_event(endpoint, event, invocation)
         arguments = endpoint.parameters.bind(event)
-        try:
-            return json.loads(call_endpoint(endpoint, arguments, invocation))
-        except FunctionError as error:
-            # Lambda reports the class of what escapes: let the user's own exception escape.
-            raise error.__cause__ or error from None
+        return _as_lambda_result(lambda: call_endpoint(endpoint, arguments, invocation))
 
     name = handler_name(endpoint)
     handler.__name__ = handler.__qualname__ = name
