@@ -400,10 +400,6 @@ class EndpointRuntime:
             "lastError": self.stats.last_error,
         }
 
-    def live_pipelines(self) -> list[Pipeline]:
-        with self._lock:
-            return list(self._pipelines.values())
-
     def supervise(self, now: float) -> None:
         """Kill every running pipeline whose call is past its deadline (``now`` is ``time.monotonic()``) or
         whose resident memory is over ``memory_mb``. Idle pipelines are skipped: they can neither grow nor
