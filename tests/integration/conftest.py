@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,22 +10,16 @@ import pytest
 import requests
 
 from lambdapool._emulator import Emulator
+from lambdapool.testing import EmulatorClient
 
 APPS = Path(__file__).parent / "apps"
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_APP = ROOT / "sample_app"
 
 
-def wait_until(predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.01) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s: {predicate}")
-        time.sleep(interval_s)
+def wait_until(predicate: Callable[[], Any], timeout_s: float = 30.0) -> Any:
+    """Poll ``predicate`` until it returns something truthy (the plugin's helper); fail at the deadline."""
+    return EmulatorClient.wait_for(predicate, timeout=timeout_s, interval=0.01)
 
 
 class Client:
