@@ -21,7 +21,7 @@ from ._chalice_config import app_name, read_chalice_config
 from ._emulator import describe_project, endpoint_specs
 from ._forkserver import ForkServer
 from ._runtime import EndpointSpec
-from .chalice import LAMBDA_NAME_LIMIT
+from .chalice import check_deployed_name
 
 #: The modules that run inside Lambda: the model and the Chalice adapter (nothing of the emulator).
 RUNTIME_FILES = ("__init__.py", "_errors.py", "_model.py", "_schedule.py", "chalice.py", "py.typed")
@@ -92,9 +92,8 @@ def provisioned_commands(app: str, stage: str, specs: list[EndpointSpec]) -> lis
 def check_names(app: str, stage: str, specs: list[EndpointSpec]) -> None:
     """Raise ``ValueError`` if a deployed function name would exceed Lambda's 64 characters."""
     for spec in specs:
-        name = f"{app}-{stage}-{spec.lambda_name}"
-        if not spec.inline and len(name) > LAMBDA_NAME_LIMIT:
-            raise ValueError(f"{name!r} is {len(name)} characters; Lambda allows {LAMBDA_NAME_LIMIT}")
+        if not spec.inline:
+            check_deployed_name(app, stage, spec.lambda_name)
 
 
 def vendor_runtime(project_dir: Path) -> list[str]:

@@ -43,6 +43,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 #: Marks a Lambda event that carries a task submitted through ``/submit`` (``{TASK_KEY: {...}, "arguments"}``).
 TASK_KEY = "__lambdapool_task__"
+#: The states a task (``/submit``) never leaves.
+TASK_FINAL_STATES = frozenset({"DONE", "FAILED", "TIMEOUT", "CANCELLED"})
+
+
+def utc_timestamp() -> str:
+    """Now, as the ISO 8601 UTC timestamp (millisecond precision) tasks are stamped with."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
 #: Injected by lambdapool, never bound from the request body.
 RESERVED_PARAMETERS = frozenset({"context"})
 #: Lambda's limits, so that what is declared locally deploys unchanged.

@@ -19,17 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import Cancelled, LambdapoolError, QueueFull, QueueTimeout, Timeout
+from ._model import TASK_FINAL_STATES, utc_timestamp
 from ._runtime import EndpointRuntime
 
 log = logging.getLogger("lambdapool.tasks")
 TASK_ID = re.compile(r"[0-9a-f]{32}")
-FINAL = frozenset({"DONE", "FAILED", "TIMEOUT", "CANCELLED"})
 #: How long a submitted task keeps retrying a full pool, like Lambda's MaximumEventAgeInSeconds default.
 MAX_EVENT_AGE_S = 6 * 3600
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
 
 
 class TaskStore:
@@ -46,10 +42,10 @@ class TaskStore:
             except (OSError, ValueError):
                 log.warning("ignoring unreadable task file %s", path)
                 continue
-            if task.get("status") not in FINAL:
+            if task.get("status") not in TASK_FINAL_STATES:
                 task.update(
                     status="FAILED",
-                    finishedAt=_now(),
+                    finishedAt=utc_timestamp(),
                     error={
                         "errorType": "PipelineCrashed",
                         "message": "the emulator stopped before the task finished",
@@ -65,7 +61,7 @@ class TaskStore:
             "serviceId": service_id,
             "endpointId": endpoint_id,
             "status": "QUEUED",
-            "submittedAt": _now(),
+            "submittedAt": utc_timestamp(),
             "startedAt": None,
             "finishedAt": None,
         }
@@ -150,7 +146,7 @@ class TaskRunner:
                     result = runtime.call(
                         arguments,
                         request_id=task_id,
-                        on_start=lambda: self.store.update(task_id, status="RUNNING", startedAt=_now()),
+                        on_start=lambda: self.store.update(task_id, status="RUNNING", startedAt=utc_timestamp()),
                     )
                     break
                 except (QueueFull, QueueTimeout):
@@ -159,12 +155,12 @@ class TaskRunner:
                         raise
                     cancelled.wait(self._retry_delay_s(attempt))
                     attempt += 1
-            self.store.update(task_id, status="DONE", finishedAt=_now(), response=json.loads(result.result))
+            self.store.update(task_id, status="DONE", finishedAt=utc_timestamp(), response=json.loads(result.result))
         except LambdapoolError as error:
             status = (
                 "CANCELLED" if isinstance(error, Cancelled) else "TIMEOUT" if isinstance(error, Timeout) else "FAILED"
             )
-            self.store.update(task_id, status=status, finishedAt=_now(), error=error.to_body())
+            self.store.update(task_id, status=status, finishedAt=utc_timestamp(), error=error.to_body())
         finally:
             with self._lock:
                 self._cancelled.pop(task_id, None)

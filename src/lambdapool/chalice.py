@@ -45,6 +45,7 @@ from ._errors import (
     error_from_body,
 )
 from ._model import (
+    TASK_FINAL_STATES,
     TASK_KEY,
     Endpoint,
     InvocationContext,
@@ -55,9 +56,10 @@ from ._model import (
     mounted_services,
     parse_body,
     record_mount,
+    utc_timestamp,
 )
 
-__all__ = ["LAMBDA_NAME_LIMIT", "deployed_function_name", "handler_name", "mount", "run_path", "trigger_event"]
+__all__ = ["LAMBDA_NAME_LIMIT", "check_deployed_name", "handler_name", "mount", "run_path", "trigger_event"]
 
 MAX_BODY_BYTES = 6 * 2**20
 #: AWS Lambda's limit on a function name.
@@ -70,11 +72,6 @@ _INIT_DURATION = re.compile(r"Init Duration: ([0-9.]+) ms")
 def run_path(service_id: str, endpoint_id: str) -> str:
     """The run route of an endpoint: ``/public/api/v1/{service}/{endpoint}/run``."""
     return f"/public/api/v1/{service_id}/{endpoint_id}/run"
-
-
-def deployed_function_name(app_name: str, stage: str, endpoint: Endpoint) -> str:
-    """The name ``chalice deploy`` gives an endpoint's function: ``{app}-{stage}-{service}-{endpoint}``."""
-    return f"{app_name}-{stage}-{endpoint.lambda_name}"
 
 
 def handler_name(endpoint: Endpoint) -> str:
@@ -112,14 +109,19 @@ def _bind(namespace: dict[str, Any], name: str, handler: Callable[..., Any]) -> 
     namespace[name] = handler
 
 
-def _check_name_length(app: Chalice, endpoint: Endpoint, stage: str) -> None:
-    deployed = deployed_function_name(app.app_name, stage, endpoint)
-    if not endpoint.inline and len(deployed) > LAMBDA_NAME_LIMIT:
+def check_deployed_name(app_name: str, stage: str, lambda_name: str) -> None:
+    """Raise ``ValueError`` if ``{app}-{stage}-{lambda_name}`` would exceed Lambda's 64 characters."""
+    deployed = f"{app_name}-{stage}-{lambda_name}"
+    if len(deployed) > LAMBDA_NAME_LIMIT:
         raise ValueError(
-            f"endpoint {endpoint.service_id}/{endpoint.endpoint_id} would deploy as {deployed!r}, "
-            f"{len(deployed)} characters; Lambda allows {LAMBDA_NAME_LIMIT}: shorten the app, service or "
-            "endpoint id"
+            f"{lambda_name} would deploy as {deployed!r}, {len(deployed)} characters; Lambda allows "
+            f"{LAMBDA_NAME_LIMIT}: shorten the app, service or endpoint id"
         )
+
+
+def _check_name_length(app: Chalice, endpoint: Endpoint, stage: str) -> None:
+    if not endpoint.inline:
+        check_deployed_name(app.app_name, stage, endpoint.lambda_name)
 
 
 def trigger_event(endpoint: Endpoint, raw_event: dict[str, Any], context: Any = None) -> Any:
@@ -295,13 +297,8 @@ def _register_run_route(app: Chalice, service: Service, endpoint: Endpoint, name
 
 # -- asynchronous tasks -------------------------------------------------------------------------------
 
-_FINAL = frozenset({"DONE", "FAILED", "TIMEOUT", "CANCELLED"})
 _TASK_VIEW = "lambdapool_task"
 _TASK_ID = re.compile(r"[0-9a-f]{32}")
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
 
 
 class _MemoryTasks:
@@ -368,16 +365,16 @@ def run_task(
     function's own time runs out, since Lambda gives no chance to record it after). A task cancelled
     meanwhile keeps its CANCELLED state. Returns the final state."""
     task = store.get(task_id)
-    if task is None or task["status"] in _FINAL:
+    if task is None or task["status"] in TASK_FINAL_STATES:
         return task or {"taskId": task_id, "status": "FAILED"}
-    task.update(status="RUNNING", startedAt=_now())
+    task.update(status="RUNNING", startedAt=utc_timestamp())
     store.put(task)
 
     def timed_out() -> None:
         latest = store.get(task_id)
         if latest is not None and latest["status"] == "RUNNING":
             error = Timeout(f"{endpoint.service_id}/{endpoint.endpoint_id} ran longer than timeout_s")
-            store.put({**latest, "status": "TIMEOUT", "finishedAt": _now(), "error": error.to_body()})
+            store.put({**latest, "status": "TIMEOUT", "finishedAt": utc_timestamp(), "error": error.to_body()})
 
     timer = threading.Timer(max(0.0, invocation.remaining_time_ms / 1000 - 1.0), timed_out)
     timer.daemon = True
@@ -389,9 +386,9 @@ def run_task(
     finally:
         timer.cancel()
     latest = store.get(task_id) or task
-    if latest["status"] in _FINAL:  # cancelled (or timed out) while it ran
+    if latest["status"] in TASK_FINAL_STATES:  # cancelled (or timed out) while it ran
         return latest
-    latest.update(final, finishedAt=_now())
+    latest.update(final, finishedAt=utc_timestamp())
     store.put(latest)
     return latest
 
@@ -414,7 +411,7 @@ def _register_submit_route(app: Chalice, service: Service, endpoint: Endpoint, n
                 "serviceId": endpoint.service_id,
                 "endpointId": endpoint.endpoint_id,
                 "status": "QUEUED",
-                "submittedAt": _now(),
+                "submittedAt": utc_timestamp(),
                 "startedAt": None,
                 "finishedAt": None,
             }
@@ -453,8 +450,8 @@ def _register_task_route(app: Chalice, namespace: dict[str, Any]) -> None:
                 raise NotFound(f"unknown task {task_id!r}")
             _authorize(app, services[task["serviceId"]])
             request = app.current_request
-            if request is not None and request.method == "DELETE" and task["status"] not in _FINAL:
-                task.update(status="CANCELLED", finishedAt=_now())
+            if request is not None and request.method == "DELETE" and task["status"] not in TASK_FINAL_STATES:
+                task.update(status="CANCELLED", finishedAt=utc_timestamp())
                 _task_store().put(task)
         except LambdapoolError as error:
             return _error_response(error)
