@@ -156,8 +156,9 @@ def uss_bytes(pid: int) -> int:
 
 def bench_cold_start(samples: int) -> dict[str, float]:
     """New pipeline to first result, through the emulator's own fork server, on a trivial app."""
-    from lambdapool._forkserver import ForkServer
-    from lambdapool._wire import recv_frame, send_frame
+    from lambdapool.emulator._forkserver import ForkServer
+    from lambdapool.emulator._project import BASE_PRELOAD, PipelineConfig, PipelineMode
+    from lambdapool.emulator._wire import recv_frame, send_frame
 
     with tempfile.TemporaryDirectory() as project:
         Path(project, "app.py").write_text(
@@ -165,20 +166,14 @@ def bench_cold_start(samples: int) -> dict[str, float]:
             "app = Chalice(app_name='t')\nsvc = Service('s')\n@svc.function()\ndef noop():\n    return None\n"
             "mount(app, svc)\n"
         )
-        config = {
-            "mode": "serve",
-            "projectDir": project,
-            "serviceId": "s",
-            "endpointId": "noop",
-            "pipelineId": "b",
-        }
+        config = PipelineConfig(PipelineMode.SERVE, project, "s", "noop", "b")
         times, memory = [], []
-        with ForkServer(preload=["json", "logging", "chalice", "lambdapool", "lambdapool.chalice"]) as server:
+        with ForkServer(preload=BASE_PRELOAD) as server:
             for _ in range(samples):
                 started = time.perf_counter()
                 pid, sock = server.spawn(config)
                 assert recv_frame(sock)[0]["op"] == "ready"
-                send_frame(sock, {"op": "call", "requestId": "r", "deadline": time.time() + 10, "cold": True}, b"{}")
+                send_frame(sock, {"op": "call", "requestId": "r", "timeoutS": 10, "cold": True}, b"{}")
                 assert recv_frame(sock)[0]["op"] == "result"
                 times.append((time.perf_counter() - started) * 1000)
                 memory.append(uss_bytes(pid))

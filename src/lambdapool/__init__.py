@@ -20,13 +20,15 @@ from ._errors import (
     Timeout,
     Unauthorized,
 )
-from ._model import Endpoint, InvocationContext, Pool, Service
+from ._invocation import InvocationContext
+from ._model import Endpoint, EndpointSpec, Pool, Service
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BadRequest",
     "Endpoint",
+    "EndpointSpec",
     "FunctionError",
     "InvocationContext",
     "LambdapoolError",

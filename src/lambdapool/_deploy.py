@@ -17,26 +17,35 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ._chalice_config import app_name, read_chalice_config
-from ._emulator import describe_project, endpoint_specs
-from ._forkserver import ForkServer
-from ._runtime import EndpointSpec
-from .chalice import check_deployed_name
+from ._forward import QUALIFIER_VARIABLE
+from ._model import EndpointSpec
+from ._names import check_deployed_name, deployed_name
+from .emulator._forkserver import ForkServer
+from .emulator._project import Project, describe_project
 
-#: The modules that run inside Lambda: the model and the Chalice adapter (nothing of the emulator).
-RUNTIME_FILES = ("__init__.py", "_errors.py", "_model.py", "_schedule.py", "chalice.py", "py.typed")
+#: The package's host-side modules; with the ``emulator`` package, all that is not vendored.
+HOST_MODULES = frozenset({"cli.py", "testing.py", "_deploy.py"})
 #: API Gateway's integration timeout: a synchronous route cannot run longer, whatever the function's timeout.
 API_GATEWAY_LIMIT_S = 29
 ZIPPED_LIMIT_BYTES = 50 * 2**20
 UNZIPPED_LIMIT_BYTES = 250 * 2**20
 
 
-def project_endpoints(project_dir: Path) -> list[EndpointSpec]:
+def runtime_files(package_dir: Path = Path(__file__).parent) -> list[str]:
+    """The files that go into Lambda packages: the top level of the package (the model and the Chalice
+    adapter) minus the host-side modules. The ``emulator`` package is never vendored."""
+    return sorted(
+        path.name
+        for path in package_dir.iterdir()
+        if path.is_file() and path.suffix in (".py", ".typed") and path.name not in HOST_MODULES
+    )
+
+
+def project_endpoints(project: Project) -> list[EndpointSpec]:
     """Every endpoint ``app.py`` declares, pool files applied (the app is loaded in a child process)."""
-    config = {"mode": "describe", "projectDir": str(project_dir), "serviceId": "", "endpointId": "", "pipelineId": ""}
     with ForkServer() as forkserver:
-        description = describe_project(forkserver, config)
-    return [spec for service in description["services"] for spec in endpoint_specs(project_dir, service)]
+        services = describe_project(forkserver, project)
+    return [endpoint for service in services for endpoint in service.endpoints]
 
 
 def function_settings(spec: EndpointSpec) -> dict[str, int]:
@@ -65,7 +74,6 @@ def apply_settings(config: dict[str, Any], stage: str, specs: list[EndpointSpec]
     return changes
 
 
-QUALIFIER_VARIABLE = "LAMBDAPOOL_FUNCTION_QUALIFIER"
 PROVISIONED_ALIAS = "live"
 
 
@@ -82,8 +90,8 @@ def provisioned_commands(app: str, stage: str, specs: list[EndpointSpec]) -> lis
     """The CloudFormation deploys (infra/provisioned-concurrency.yaml) that keep each floor warm on AWS."""
     return [
         "aws cloudformation deploy --template-file infra/provisioned-concurrency.yaml "
-        f"--stack-name {app}-{stage}-{spec.lambda_name}-floor "
-        f"--parameter-overrides FunctionName={app}-{stage}-{spec.lambda_name} Floor={spec.pool.floor}"
+        f"--stack-name {deployed_name(app, stage, spec.lambda_name)}-floor "
+        f"--parameter-overrides FunctionName={deployed_name(app, stage, spec.lambda_name)} Floor={spec.pool.floor}"
         for spec in specs
         if not spec.inline and spec.pool.floor >= 1
     ]
@@ -102,13 +110,14 @@ def vendor_runtime(project_dir: Path) -> list[str]:
     target = project_dir / "vendor" / "lambdapool"
     target.mkdir(parents=True, exist_ok=True)
     changes = []
-    for name in RUNTIME_FILES:
+    files = runtime_files()
+    for name in files:
         content = (source / name).read_bytes()
         destination = target / name
         if not destination.is_file() or destination.read_bytes() != content:
             destination.write_bytes(content)
             changes.append(f"vendor/lambdapool/{name}: updated")
-    for stale in sorted(set(p.name for p in target.iterdir()) - set(RUNTIME_FILES)):
+    for stale in sorted(set(p.name for p in target.iterdir()) - set(files)):
         path = target / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink()
         changes.append(f"vendor/lambdapool/{stale}: removed")
@@ -130,15 +139,14 @@ def configure(project_dir: str | Path, stage: str = "dev", provisioned: bool = F
     invoke the alias ``live``, and the next steps are the CloudFormation deploys that create it.
 
     Raises ``ValueError`` for a function name over Lambda's limit or a ``.chalice/config.json`` that is not
-    a JSON object, :class:`~lambdapool._loader.AppLoadError` if ``app.py`` cannot be loaded.
+    a JSON object, :class:`~lambdapool._errors.AppLoadError` if ``app.py`` cannot be loaded.
     """
-    project = Path(project_dir).resolve()
-    specs = project_endpoints(project)
+    loaded = Project.load(project_dir, stage)
+    project = loaded.directory
+    specs = project_endpoints(loaded)
     path = project / ".chalice" / "config.json"
-    config = read_chalice_config(project)
-    if not config:
-        config = {"version": "2.0", "app_name": project.name, "stages": {}}
-    app = app_name(project, config)
+    config = dict(loaded.chalice_config) or {"version": "2.0", "app_name": project.name, "stages": {}}
+    app = loaded.app_name
     check_names(app, stage, specs)
     changes = apply_settings(config, stage, specs)
     if provisioned:

@@ -1,14 +1,50 @@
-"""Every error lambdapool reports to a caller, and the one table mapping them to HTTP.
+"""Every error lambdapool reports, and the one table mapping them to HTTP.
 
-Each class carries its HTTP ``status`` and the ``errorType`` name callers see (DESIGN.md section 2).
-The model, the emulator and the Chalice adapter all raise these, so a failure has the same status and
-``errorType`` wherever the endpoint runs. This module is standard library only: it goes into Lambda packages.
+Each :class:`LambdapoolError` carries its HTTP ``status`` and the ``errorType`` name callers see (DESIGN.md
+section 2). The model, the emulator and the Chalice adapter all raise these, so a failure has the same
+status and ``errorType`` wherever the endpoint runs.
+
+Messages are written once, here: a situation lambdapool detects itself has a named constructor that builds
+the message from fields (``Timeout.call(where, limit_s)``). The plain ``Error(message, detailed_message)``
+constructor stays for what a function raises on purpose (``raise BadRequest("unknown type")``) and for
+rebuilding an error from its envelope.
+
+The last classes are failures of the emulator's own machinery (loading app.py, the fork server, a
+pipeline's socket); they are never answered to a caller as such.
+
+Standard library only: this module goes into Lambda packages.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
+
+__all__ = [
+    "ERROR_CLASS_BY_TYPE",
+    "STATUS_BY_ERROR_TYPE",
+    "AppLoadError",
+    "BadRequest",
+    "Cancelled",
+    "ChannelClosed",
+    "ConfigurationError",
+    "ForkServerError",
+    "FunctionError",
+    "LambdapoolError",
+    "MethodNotAllowed",
+    "NotFound",
+    "OutOfMemory",
+    "OutputMismatch",
+    "PayloadTooLarge",
+    "PipelineCrashed",
+    "QueueFull",
+    "QueueTimeout",
+    "ResultNotSerializable",
+    "Timeout",
+    "Unauthorized",
+    "error_from_body",
+]
 
 
 class LambdapoolError(Exception):
@@ -40,6 +76,7 @@ class LambdapoolError(Exception):
         }
 
     def to_json(self) -> bytes:
+        """The envelope as JSON bytes."""
         return json.dumps(self.to_body()).encode()
 
     def headers(self) -> dict[str, str]:
@@ -48,24 +85,48 @@ class LambdapoolError(Exception):
 
 
 class BadRequest(LambdapoolError):
-    """Malformed JSON, a body that is not an object, or parameters that do not bind. Raised by the model."""
+    """Malformed JSON, a body that is not an object, or parameters that do not bind. Raised by the model,
+    and by functions for a value they cannot handle."""
 
     status = 400
     error_type = "BadRequest"
 
 
 class Unauthorized(LambdapoolError):
-    """A service with API keys was called without a valid one. Raised by the emulator."""
+    """A service with API keys was called without a valid one. Raised by the emulator and the adapter."""
 
     status = 401
     error_type = "Unauthorized"
 
+    @classmethod
+    def for_service(cls, service_id: str) -> Unauthorized:
+        return cls(
+            f"service {service_id!r} requires an API key",
+            "send the key as HTTP Basic user name (empty password) or as 'Authorization: Bearer <key>'",
+        )
+
 
 class NotFound(LambdapoolError):
-    """Unknown service, endpoint or task. Raised by the emulator."""
+    """Unknown service, endpoint, task or route. Raised by the emulator and the adapter."""
 
     status = 404
     error_type = "NotFound"
+
+
+class MethodNotAllowed(LambdapoolError):
+    """The route exists, but not for this HTTP method; answered with an ``Allow`` header. Raised by the
+    emulator's router."""
+
+    status = 405
+    error_type = "MethodNotAllowed"
+    allowed: tuple[str, ...] = ()
+
+    def __init__(self, method: str, path: str, allowed: Iterable[str]):
+        self.allowed = tuple(sorted(allowed))
+        super().__init__(f"{method} is not allowed on {path}", f"allowed methods: {', '.join(self.allowed)}")
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "Allow": ", ".join(self.allowed)}
 
 
 class PayloadTooLarge(LambdapoolError):
@@ -74,6 +135,16 @@ class PayloadTooLarge(LambdapoolError):
     status = 413
     error_type = "PayloadTooLarge"
 
+    @classmethod
+    def over_limit(cls, limit_bytes: int, size_bytes: int | None = None) -> PayloadTooLarge:
+        """A body of ``size_bytes`` (unknown while it streams in chunks) over ``limit_bytes``."""
+        got = f" ({size_bytes} bytes)" if size_bytes is not None else ""
+        return cls(
+            f"request body{got} is over the {limit_bytes}-byte limit",
+            f"request bodies are limited to {limit_bytes} bytes, Lambda's synchronous payload limit; pass large "
+            "data through S3 and send its key instead",
+        )
+
 
 class QueueFull(LambdapoolError):
     """``ceil`` pipelines are busy and ``queue`` requests already wait. Raised by the pool."""
@@ -81,12 +152,30 @@ class QueueFull(LambdapoolError):
     status = 429
     error_type = "QueueFull"
 
+    @classmethod
+    def pool_busy(cls, where: str, ceil: int, queue: int, retry_after_s: int) -> QueueFull:
+        return cls(
+            f"{where}: all {ceil} pipelines are busy and {queue} requests already wait",
+            f"the queue is full (ceil={ceil}, queue={queue}); retry after {retry_after_s} s",
+            retry_after_s=retry_after_s,
+        )
+
 
 class QueueTimeout(LambdapoolError):
-    """A request waited ``timeout_ms`` in the queue without getting a pipeline. Raised by the pool."""
+    """A request waited ``timeout_ms`` without getting a pipeline: in the emulator's queue, or retrying a
+    throttled Lambda function. Raised by the pool and by the adapter's run routes."""
 
     status = 429
     error_type = "QueueTimeout"
+
+    @classmethod
+    def waited(cls, where: str, timeout_ms: int, retry_after_s: int) -> QueueTimeout:
+        return cls(
+            f"{where}: no pipeline became free within timeout_ms={timeout_ms}",
+            f"the request waited {timeout_ms} ms for one of the endpoint's ceil pipelines (on Lambda, its reserved "
+            f"concurrency); raise ceil or timeout_ms, or retry after {retry_after_s} s",
+            retry_after_s=retry_after_s,
+        )
 
 
 class FunctionError(LambdapoolError):
@@ -116,27 +205,6 @@ class OutputMismatch(LambdapoolError):
     error_type = "OutputMismatch"
 
 
-class PipelineCrashed(LambdapoolError):
-    """The pipeline process died during the call (or while starting). The pool replaces it."""
-
-    status = 502
-    error_type = "PipelineCrashed"
-
-
-class OutOfMemory(LambdapoolError):
-    """The pipeline's resident memory went over ``memory_mb``; it was killed and is replaced."""
-
-    status = 502
-    error_type = "OutOfMemory"
-
-
-class Timeout(LambdapoolError):
-    """The call ran longer than ``timeout_s``; its pipeline was killed and is replaced."""
-
-    status = 504
-    error_type = "Timeout"
-
-
 class ConfigurationError(LambdapoolError):
     """The deployment lacks a setting a feature needs (e.g. ``LAMBDAPOOL_TASK_BUCKET`` for tasks on AWS)."""
 
@@ -144,27 +212,96 @@ class ConfigurationError(LambdapoolError):
     error_type = "ConfigurationError"
 
 
+class PipelineCrashed(LambdapoolError):
+    """The pipeline process died during the call (or while starting). The pool replaces it."""
+
+    status = 502
+    error_type = "PipelineCrashed"
+
+    @classmethod
+    def died(cls, where: str, how: str, pipeline: str | None = None, *, starting: bool = False) -> PipelineCrashed:
+        """The pipeline of ``where`` ended (``how``: "exited with code 1"...) during a call or its start."""
+        if starting:
+            return cls(f"{where}: the pipeline died while starting: {how}")
+        return cls(
+            f"the pipeline died during the call: {how}",
+            f"{how} while running {where} (pipeline {pipeline}); it is replaced. Check the emulator's output for "
+            "what the function printed.",
+        )
+
+
+class OutOfMemory(LambdapoolError):
+    """The pipeline's resident memory went over ``memory_mb`` (or the function raised ``MemoryError``); the
+    pipeline was killed and is replaced."""
+
+    status = 502
+    error_type = "OutOfMemory"
+
+    @classmethod
+    def over(cls, where: str, memory_mb: int, detail: str | None = None) -> OutOfMemory:
+        return cls(
+            f"{where} used more than memory_mb={memory_mb}",
+            detail or f"the pipeline's resident memory went over {memory_mb} MB; it was killed and is replaced",
+        )
+
+
+class Timeout(LambdapoolError):
+    """The call ran longer than ``timeout_s`` (or init code longer than the start limit); its pipeline was
+    killed and is replaced."""
+
+    status = 504
+    error_type = "Timeout"
+
+    @classmethod
+    def call(cls, where: str, limit_s: float, pipeline: str | None = None) -> Timeout:
+        """A call of ``where`` stopped after ``limit_s`` seconds (on ``pipeline``, which was killed)."""
+        killed = f"; its pipeline ({pipeline}) was killed and is replaced" if pipeline else ""
+        return cls(
+            f"{where} ran longer than timeout_s={limit_s:g}", f"the call was stopped after {limit_s:g} s{killed}"
+        )
+
+    @classmethod
+    def init(cls, where: str, limit_s: float) -> Timeout:
+        """``where``'s init code (app.py's module level) ran past ``limit_s`` seconds."""
+        return cls(
+            f"{where}: app.py's init code did not finish within {limit_s:g} s", "the pipeline was killed while starting"
+        )
+
+
 class Cancelled(LambdapoolError):
-    """A submitted task was cancelled (``DELETE /public/api/v1/tasks/{taskId}``) before it finished."""
+    """A call or submitted task was cancelled (``DELETE /public/api/v1/tasks/{taskId}``) before it finished."""
 
     status = 409
     error_type = "Cancelled"
+
+    @classmethod
+    def queued(cls) -> Cancelled:
+        return cls("the call was cancelled while it waited in the queue")
+
+    @classmethod
+    def before_start(cls) -> Cancelled:
+        return cls("the call was cancelled before it started")
+
+    @classmethod
+    def running(cls, pipeline: str) -> Cancelled:
+        return cls(f"the call was cancelled while running; pipeline {pipeline} was killed and is replaced")
 
 
 _NAMED_ERRORS: tuple[type[LambdapoolError], ...] = (
     BadRequest,
     Unauthorized,
     NotFound,
+    MethodNotAllowed,
     PayloadTooLarge,
     QueueFull,
     QueueTimeout,
     ResultNotSerializable,
     OutputMismatch,
+    ConfigurationError,
     PipelineCrashed,
     OutOfMemory,
     Timeout,
     Cancelled,
-    ConfigurationError,
 )
 
 #: errorType name -> class, for every error with a fixed name (FunctionError takes the raised class's name).
@@ -174,12 +311,38 @@ ERROR_CLASS_BY_TYPE: dict[str, type[LambdapoolError]] = {cls.error_type: cls for
 STATUS_BY_ERROR_TYPE: dict[str, int] = {name: cls.status for name, cls in ERROR_CLASS_BY_TYPE.items()}
 
 
-def error_from_body(body: dict[str, Any]) -> LambdapoolError:
-    """Rebuild the error an envelope describes (the inverse of :meth:`LambdapoolError.to_body`)."""
+def error_from_body(body: Mapping[str, Any], retry_after_s: int | None = None) -> LambdapoolError:
+    """Rebuild the error an envelope describes (the inverse of :meth:`LambdapoolError.to_body`).
+
+    ``retry_after_s`` is not part of the envelope; pass it when it travelled beside it (a header).
+    """
     error_type = str(body.get("errorType", "InternalError"))
     message = str(body.get("message", ""))
     detailed = body.get("detailedMessage")
+    detailed = str(detailed) if detailed is not None else None
     cls = ERROR_CLASS_BY_TYPE.get(error_type)
     if cls is None:
-        return FunctionError(error_type, message, detailed)
-    return cls(message, detailed)
+        error: LambdapoolError = FunctionError(error_type, message, detailed)
+    else:
+        error = LambdapoolError.__new__(cls)  # the named class, without its own constructor's fields
+        LambdapoolError.__init__(error, message, detailed)
+    error.retry_after_s = retry_after_s
+    return error
+
+
+# -- the emulator's own machinery -----------------------------------------------------------------------
+
+
+class AppLoadError(Exception):
+    """``app.py`` is missing, fails to import, or declares no usable services. Raised while loading a
+    project (by the emulator, ``lambdapool config`` and inside pipelines)."""
+
+
+class ForkServerError(RuntimeError):
+    """The fork server could not be started, or stopped answering. Raised by the emulator's fork server
+    handle."""
+
+
+class ChannelClosed(EOFError):
+    """The other end of a pipeline's or the fork server's socket closed (the process exited or was killed).
+    Raised by the wire protocol."""

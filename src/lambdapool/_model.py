@@ -1,69 +1,40 @@
-"""The function-endpoint model: services, endpoints, pools, parameter binding and invocation.
+"""The function-endpoint model: services, endpoints, pools and triggers, as declared in ``app.py``.
 
-Standard library only: this module is imported inside every pipeline and every Lambda package, and knows
-nothing of Chalice, Werkzeug or processes.
+An endpoint is described once, by :class:`EndpointSpec` (plain data that crosses process boundaries as
+JSON); :class:`Endpoint` is that description plus the function. Standard library only: this module is
+imported inside every pipeline and every Lambda package, and knows nothing of Chalice, Werkzeug or processes.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import hmac
+import enum
 import inspect
-import json
-import logging
-import os
 import re
-import time
-import traceback
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
-from ._errors import BadRequest, FunctionError, LambdapoolError, OutputMismatch, ResultNotSerializable
+from ._invocation import ParameterSpec
+from ._names import check_id, lambda_name
+from ._schedule import parse_schedule
 
 __all__ = [
     "Endpoint",
-    "InvocationContext",
-    "ParameterSpec",
+    "EndpointSpec",
     "Pool",
     "Service",
+    "ServiceSpec",
     "Trigger",
-    "call_endpoint",
-    "call_trigger",
-    "encode_result",
-    "load_pool_override",
-    "parse_body",
+    "TriggerKind",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
-#: Marks a Lambda event that carries a task submitted through ``/submit`` (``{TASK_KEY: {...}, "arguments"}``).
-TASK_KEY = "__lambdapool_task__"
-#: The states a task (``/submit``) never leaves.
-TASK_FINAL_STATES = frozenset({"DONE", "FAILED", "TIMEOUT", "CANCELLED"})
-
-
-def utc_timestamp() -> str:
-    """Now, as the ISO 8601 UTC timestamp (millisecond precision) tasks are stamped with."""
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
-
-
-#: Injected by lambdapool, never bound from the request body.
-RESERVED_PARAMETERS = frozenset({"context"})
 #: Lambda's limits, so that what is declared locally deploys unchanged.
 LAMBDA_TIMEOUT_S_RANGE = (1, 900)
 LAMBDA_MEMORY_MB_RANGE = (128, 10240)
-
-
-def _check_id(kind: str, value: object) -> str:
-    if not isinstance(value, str) or not _ID_PATTERN.fullmatch(value):
-        raise ValueError(f"{kind} {value!r} is invalid: it must be a non-empty string of A-Z, a-z, 0-9, '_' or '-'")
-    return value
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_S3_EVENT = re.compile(r"s3:[A-Za-z]+(:[A-Za-z*]+)*")
 
 
 def _check_int(owner: str, name: str, value: object, low: int, high: int | None = None) -> int:
@@ -109,6 +80,7 @@ class Pool:
             )
 
     def to_dict(self) -> dict[str, int]:
+        """``{"floor", "ceil", "cruise", "queue", "timeout_ms"}``."""
         return dataclasses.asdict(self)
 
     def with_overrides(self, overrides: Mapping[str, Any], source: str = "pool override") -> Pool:
@@ -132,177 +104,156 @@ class Pool:
             raise ValueError(f"{source}: {exc}") from exc
 
 
-def load_pool_override(project_dir: str | os.PathLike[str], service_id: str, endpoint_id: str, pool: Pool) -> Pool:
-    """Apply ``config/services/<SERVICE_ID>/<ENDPOINT_ID>.json`` from ``project_dir`` to ``pool``, if present.
+class TriggerKind(str, enum.Enum):
+    """What fires a trigger endpoint."""
 
-    The file holds ``{"pool": {"floor": 1, "ceil": 8, "cruise": 2, "queue": 16, "timeout": 10000}}``; any
-    subset of keys may be given. Raises ``ValueError`` if the file is not valid JSON or its pool is invalid.
-    """
-    path = Path(project_dir) / "config" / "services" / service_id / f"{endpoint_id}.json"
-    if not path.is_file():
-        return pool
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable JSON file: {exc}") from exc
-    if not isinstance(document, dict) or not isinstance(document.get("pool", {}), dict):
-        raise ValueError(f'{path}: expected an object like {{"pool": {{"floor": 1, "ceil": 8, ...}}}}')
-    return pool.with_overrides(document.get("pool", {}), source=str(path))
-
-
-@dataclasses.dataclass(frozen=True)
-class ParameterSpec:
-    """What a function accepts from a request body: named parameters and whether ``**kwargs`` takes the rest.
-
-    A plain-data description (it crosses process boundaries as JSON), built from a signature by
-    :meth:`from_function`.
-    """
-
-    required: tuple[str, ...] = ()
-    optional: tuple[str, ...] = ()
-    var_keyword: bool = False
-    wants_context: bool = False
-
-    @classmethod
-    def from_function(cls, function: Callable[..., Any], where: str, trigger: bool = False) -> ParameterSpec:
-        """Read ``function``'s signature; raises ``ValueError`` for parameters a JSON object cannot bind, or,
-        for a trigger endpoint (``trigger``), for anything but ``event`` and ``context`` without a default."""
-        required: list[str] = []
-        optional: list[str] = []
-        var_keyword = wants_context = False
-        for parameter in inspect.signature(function).parameters.values():
-            if parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
-                raise ValueError(
-                    f"{where}: parameter {parameter.name!r} is positional-only; it cannot be bound by name"
-                )
-            if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-                raise ValueError(f"{where}: *{parameter.name} cannot be bound from a JSON object; use **kwargs")
-            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-                var_keyword = True
-            elif parameter.name in RESERVED_PARAMETERS:
-                wants_context = True
-            elif parameter.default is inspect.Parameter.empty:
-                required.append(parameter.name)
-            else:
-                optional.append(parameter.name)
-        if trigger:
-            if required != ["event"]:
-                raise ValueError(f"{where}: a trigger endpoint takes (event) or (event, context), got {required}")
-            return cls(("event",), (), False, wants_context)
-        return cls(tuple(required), tuple(optional), var_keyword, wants_context)
-
-    def describe(self) -> str:
-        """The expected parameters, as error messages name them."""
-        parts = [*self.required, *(f"{name} (optional)" for name in self.optional)]
-        if self.var_keyword:
-            parts.append("any other attribute (**kwargs)")
-        return ", ".join(parts) if parts else "no parameters"
-
-    def bind(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """The keyword arguments for a call with ``payload``; raises :class:`BadRequest` if they do not bind."""
-        problems: list[str] = []
-        missing = [name for name in self.required if name not in payload]
-        if missing:
-            problems.append("missing required parameter(s): " + ", ".join(missing))
-        reserved = sorted(RESERVED_PARAMETERS.intersection(payload))
-        if reserved:
-            problems.append("reserved parameter(s) cannot be sent: " + ", ".join(reserved))
-        if not self.var_keyword:
-            known = set(self.required) | set(self.optional)
-            unexpected = sorted(name for name in payload if name not in known and name not in RESERVED_PARAMETERS)
-            if unexpected:
-                problems.append("unexpected parameter(s): " + ", ".join(unexpected))
-        if problems:
-            message = "; ".join(problems)
-            raise BadRequest(message, f"{message}. Expected parameters: {self.describe()}")
-        return dict(payload)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "required": list(self.required),
-            "optional": list(self.optional),
-            "varKeyword": self.var_keyword,
-            "wantsContext": self.wants_context,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ParameterSpec:
-        return cls(
-            tuple(data["required"]),
-            tuple(data["optional"]),
-            bool(data["varKeyword"]),
-            bool(data["wantsContext"]),
-        )
-
-
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_S3_EVENT = re.compile(r"s3:[A-Za-z]+(:[A-Za-z*]+)*")
+    SCHEDULE = "schedule"
+    S3 = "s3"
 
 
 @dataclasses.dataclass(frozen=True)
 class Trigger:
     """What fires a trigger endpoint: a schedule (``expression``) or S3 object events in ``bucket``."""
 
-    kind: str  # "schedule" or "s3"
+    kind: TriggerKind
     expression: str = ""
     bucket: str = ""
     prefix: str = ""
     suffix: str = ""
     events: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["events"] = list(self.events)
-        return data
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "kind": self.kind.value, "events": list(self.events)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Trigger:
-        return cls(**{**data, "events": tuple(data.get("events", ()))})
+    def from_json(cls, data: Mapping[str, Any]) -> Trigger:
+        return cls(**{**data, "kind": TriggerKind(data["kind"]), "events": tuple(data.get("events", ()))})
 
 
 @dataclasses.dataclass(frozen=True)
-class Endpoint:
-    """One function endpoint of a service: the function, its pool and its limits.
+class EndpointSpec:
+    """One endpoint of a service, described without its function: what the emulator, the deploy code and
+    the status pages know of it.
 
     ``timeout_s`` and ``memory_mb`` are Lambda's ``lambda_timeout`` and ``lambda_memory_size``; ``outputs``
     names the items of a returned tuple; ``folders`` are paths (relative to the project directory) handed to
-    the function as ``context.folders``.
+    the function as ``context.folders``; ``inline`` endpoints run inside the API handler on AWS; a
+    ``trigger`` endpoint is fired by a schedule or S3 events instead of being called.
     """
 
     service_id: str
     endpoint_id: str
-    function: Callable[..., Any]
-    pool: Pool
-    timeout_s: int
-    memory_mb: int
-    description: str
-    outputs: tuple[str, ...] | None
-    folders: tuple[str, ...]
-    parameters: ParameterSpec
+    pool: Pool = Pool()
+    timeout_s: int = 60
+    memory_mb: int = 128
+    description: str = ""
+    outputs: tuple[str, ...] | None = None
+    folders: tuple[str, ...] = ()
+    parameters: ParameterSpec = dataclasses.field(default_factory=ParameterSpec)
     inline: bool = False
     trigger: Trigger | None = None
 
     @property
     def lambda_name(self) -> str:
         """The Chalice function name: ``{service}-{endpoint}``."""
-        return f"{self.service_id}-{self.endpoint_id}"
+        return lambda_name(self.service_id, self.endpoint_id)
 
-    def describe(self) -> dict[str, Any]:
-        """A JSON-ready description (what the emulator needs without importing the function)."""
+    @property
+    def where(self) -> str:
+        """``{service}/{endpoint}``, as messages name the endpoint."""
+        return f"{self.service_id}/{self.endpoint_id}"
+
+    @property
+    def kind(self) -> str:
+        """``function``, or the trigger's kind (``schedule``, ``s3``)."""
+        return self.trigger.kind.value if self.trigger is not None else "function"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready description (the inverse of :meth:`from_json`)."""
         return {
             "serviceId": self.service_id,
             "endpointId": self.endpoint_id,
-            "kind": self.trigger.kind if self.trigger is not None else "function",
+            "kind": self.kind,
             "pool": self.pool.to_dict(),
             "timeoutS": self.timeout_s,
             "memoryMb": self.memory_mb,
             "description": self.description,
             "outputs": list(self.outputs) if self.outputs is not None else None,
             "folders": list(self.folders),
-            "parameters": self.parameters.to_dict(),
+            "parameters": self.parameters.to_json(),
             "inline": self.inline,
-            "trigger": self.trigger.to_dict() if self.trigger is not None else None,
+            "trigger": self.trigger.to_json() if self.trigger is not None else None,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EndpointSpec:
+        return cls(
+            service_id=data["serviceId"],
+            endpoint_id=data["endpointId"],
+            pool=Pool(**data["pool"]),
+            timeout_s=int(data["timeoutS"]),
+            memory_mb=int(data["memoryMb"]),
+            description=data.get("description", ""),
+            outputs=tuple(data["outputs"]) if data.get("outputs") is not None else None,
+            folders=tuple(data.get("folders", ())),
+            parameters=ParameterSpec.from_json(data["parameters"]),
+            inline=bool(data.get("inline", False)),
+            trigger=Trigger.from_json(data["trigger"]) if data.get("trigger") else None,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint(EndpointSpec):
+    """A declared endpoint: its description and the function that serves it."""
+
+    function: Callable[..., Any] = dataclasses.field(kw_only=True, compare=False, repr=False)
+
+    @property
+    def spec(self) -> EndpointSpec:
+        """The description alone, without the function."""
+        return EndpointSpec(**{field.name: getattr(self, field.name) for field in dataclasses.fields(EndpointSpec)})
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceSpec:
+    """A service described without its functions (what the emulator learns from a project)."""
+
+    service_id: str
+    description: str = ""
+    api_keys: tuple[str, ...] = ()
+    endpoints: tuple[EndpointSpec, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "serviceId": self.service_id,
+            "description": self.description,
+            "apiKeys": list(self.api_keys),
+            "endpoints": [endpoint.to_json() for endpoint in self.endpoints],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ServiceSpec:
+        return cls(
+            service_id=data["serviceId"],
+            description=data.get("description", ""),
+            api_keys=tuple(data.get("apiKeys", ())),
+            endpoints=tuple(EndpointSpec.from_json(endpoint) for endpoint in data["endpoints"]),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Declaration:
+    """The settings of one decorator call, applied to the function it decorates."""
+
+    endpoint_id: str | None
+    pool: Pool | None
+    timeout_s: int
+    memory_mb: int
+    description: str | None
+    outputs: Sequence[str] | None = None
+    folders: Sequence[str] = ()
+    inline: bool = False
+    trigger: Trigger | None = None
 
 
 class Service:
@@ -314,7 +265,7 @@ class Service:
     """
 
     def __init__(self, service_id: str, description: str = "", api_keys: Iterable[str] | None = None):
-        self.service_id = _check_id("Service id", service_id)
+        self.service_id = check_id("Service id", service_id)
         self.description = description
         keys = tuple(api_keys) if api_keys is not None else ()
         if any(not isinstance(key, str) or not key for key in keys):
@@ -334,6 +285,29 @@ class Service:
         """The endpoint ``endpoint_id``; raises ``KeyError`` if there is none."""
         return self._endpoints[endpoint_id]
 
+    def spec(self) -> ServiceSpec:
+        """The service and its endpoints, described without their functions."""
+        endpoints = tuple(endpoint.spec for endpoint in self._endpoints.values())
+        return ServiceSpec(self.service_id, self.description, self.api_keys, endpoints)
+
+    @overload
+    def function(self, function: F) -> F: ...
+
+    @overload
+    def function(
+        self,
+        function: None = None,
+        *,
+        endpoint_id: str | None = None,
+        pool: Pool | None = None,
+        timeout_s: int = 60,
+        memory_mb: int = 128,
+        description: str | None = None,
+        outputs: Sequence[str] | None = None,
+        folders: Sequence[str] = (),
+        inline: bool = False,
+    ) -> Callable[[F], F]: ...
+
     def function(
         self,
         function: F | None = None,
@@ -346,7 +320,7 @@ class Service:
         outputs: Sequence[str] | None = None,
         folders: Sequence[str] = (),
         inline: bool = False,
-    ) -> Any:
+    ) -> F | Callable[[F], F]:
         """Declare a function endpoint; usable as ``@svc.function`` or ``@svc.function(...)``.
 
         The JSON body's attributes bind to the function's parameters; ``context`` is injected. On AWS the
@@ -356,17 +330,8 @@ class Service:
         id, an invalid pool, limits outside Lambda's (``timeout_s`` 1..900, ``memory_mb`` 128..10240),
         invalid ``outputs`` or a signature a JSON object cannot bind.
         """
-
-        register = self._decorator(
-            endpoint_id=endpoint_id,
-            pool=pool,
-            timeout_s=timeout_s,
-            memory_mb=memory_mb,
-            description=description,
-            outputs=outputs,
-            folders=folders,
-            inline=inline,
-        )
+        declaration = _Declaration(endpoint_id, pool, timeout_s, memory_mb, description, outputs, folders, inline)
+        register = self._decorator(declaration)
         return register(function) if function is not None else register
 
     def schedule(
@@ -382,11 +347,8 @@ class Service:
         """Declare a scheduled endpoint: ``fn(event)`` runs on an EventBridge ``rate()`` or ``cron()``
         expression (``event`` is shaped like Chalice's ``CloudWatchEvent``). Raises ``ValueError`` for an
         invalid expression, and as :meth:`function` does."""
-        from ._schedule import parse_schedule
-
-        parsed = parse_schedule(expression)
-        trigger = Trigger("schedule", expression=parsed.expression)
-        return self._trigger_decorator(trigger, endpoint_id, pool, timeout_s, memory_mb, description)
+        trigger = Trigger(TriggerKind.SCHEDULE, expression=parse_schedule(expression).expression)
+        return self._decorator(_Declaration(endpoint_id, pool, timeout_s, memory_mb, description, trigger=trigger))
 
     def on_s3_event(
         self,
@@ -416,65 +378,32 @@ class Service:
             raise ValueError(f"on_s3_event: events must be S3 event names like 's3:ObjectCreated:*', got {events!r}")
         if not isinstance(prefix, str) or not isinstance(suffix, str):
             raise ValueError("on_s3_event: prefix and suffix must be strings")
-        trigger = Trigger("s3", bucket=bucket, prefix=prefix, suffix=suffix, events=names)
-        return self._trigger_decorator(trigger, endpoint_id, pool, timeout_s, memory_mb, description)
+        trigger = Trigger(TriggerKind.S3, bucket=bucket, prefix=prefix, suffix=suffix, events=names)
+        return self._decorator(_Declaration(endpoint_id, pool, timeout_s, memory_mb, description, trigger=trigger))
 
-    def _trigger_decorator(
-        self,
-        trigger: Trigger,
-        endpoint_id: str | None,
-        pool: Pool | None,
-        timeout_s: int,
-        memory_mb: int,
-        description: str | None,
-    ) -> Callable[[F], F]:
-        return self._decorator(
-            endpoint_id=endpoint_id,
-            pool=pool,
-            timeout_s=timeout_s,
-            memory_mb=memory_mb,
-            description=description,
-            outputs=None,
-            folders=(),
-            inline=False,
-            trigger=trigger,
-        )
-
-    def _decorator(self, **settings: Any) -> Callable[[F], F]:
-        """A decorator that registers the function it decorates with ``settings`` and returns it unchanged."""
+    def _decorator(self, declaration: _Declaration) -> Callable[[F], F]:
+        """A decorator that registers the function it decorates with ``declaration`` and returns it unchanged."""
 
         def register(fn: F) -> F:
-            self._register(fn, **settings)
+            self._register(fn, declaration)
             return fn
 
         return register
 
-    def _register(
-        self,
-        fn: Callable[..., Any],
-        *,
-        endpoint_id: str | None,
-        pool: Pool | None,
-        timeout_s: int,
-        memory_mb: int,
-        description: str | None,
-        outputs: Sequence[str] | None,
-        folders: Sequence[str],
-        inline: bool,
-        trigger: Trigger | None = None,
-    ) -> Endpoint:
+    def _register(self, fn: Callable[..., Any], declaration: _Declaration) -> Endpoint:
         if not callable(fn):
             raise ValueError(f"Service {self.service_id!r}: {fn!r} is not callable")
-        name = _check_id("Endpoint id", endpoint_id if endpoint_id is not None else getattr(fn, "__name__", ""))
+        given_id = declaration.endpoint_id
+        name = check_id("Endpoint id", given_id if given_id is not None else getattr(fn, "__name__", ""))
         where = f"endpoint {self.service_id}/{name}"
         if name in self._endpoints:
             raise ValueError(f"{where} is declared twice")
-        if pool is None:
-            pool = Pool()
-        elif not isinstance(pool, Pool):
+        pool = declaration.pool if declaration.pool is not None else Pool()
+        if not isinstance(pool, Pool):
             raise ValueError(f"{where}: pool must be a lambdapool.Pool, got {pool!r}")
-        _check_int(where, "timeout_s", timeout_s, *LAMBDA_TIMEOUT_S_RANGE)
-        _check_int(where, "memory_mb", memory_mb, *LAMBDA_MEMORY_MB_RANGE)
+        _check_int(where, "timeout_s", declaration.timeout_s, *LAMBDA_TIMEOUT_S_RANGE)
+        _check_int(where, "memory_mb", declaration.memory_mb, *LAMBDA_MEMORY_MB_RANGE)
+        outputs, folders = declaration.outputs, declaration.folders
         output_names: tuple[str, ...] | None = None
         if outputs is not None:
             if isinstance(outputs, str) or not all(isinstance(item, str) and item for item in outputs):
@@ -484,196 +413,19 @@ class Service:
                 raise ValueError(f"{where}: outputs must be a non-empty list of distinct names, got {outputs!r}")
         if isinstance(folders, str) or not all(isinstance(item, str) and item for item in folders):
             raise ValueError(f"{where}: folders must be a list of paths, got {folders!r}")
-        parameters = ParameterSpec.from_function(fn, where, trigger=trigger is not None)
         endpoint = Endpoint(
             service_id=self.service_id,
             endpoint_id=name,
-            function=fn,
             pool=pool,
-            timeout_s=timeout_s,
-            memory_mb=memory_mb,
-            description=description if description is not None else inspect.getdoc(fn) or "",
+            timeout_s=declaration.timeout_s,
+            memory_mb=declaration.memory_mb,
+            description=declaration.description if declaration.description is not None else inspect.getdoc(fn) or "",
             outputs=output_names,
             folders=tuple(folders),
-            parameters=parameters,
-            inline=bool(inline),
-            trigger=trigger,
+            parameters=ParameterSpec.from_function(fn, where, trigger=declaration.trigger is not None),
+            inline=bool(declaration.inline),
+            trigger=declaration.trigger,
+            function=fn,
         )
         self._endpoints[name] = endpoint
         return endpoint
-
-
-class InvocationContext:
-    """What a function receives as its ``context`` parameter (modelled on Lambda's context object).
-
-    ``deadline`` is a ``time.time()`` timestamp; ``folders`` are absolute paths of the endpoint's folders.
-    """
-
-    def __init__(
-        self,
-        *,
-        request_id: str,
-        service_id: str,
-        endpoint_id: str,
-        deadline: float,
-        cold_start: bool,
-        pipeline_id: str,
-        folders: Sequence[str] = (),
-        memory_mb: int = 128,
-    ):
-        self.request_id = self.aws_request_id = request_id
-        self.service_id = service_id
-        self.endpoint_id = endpoint_id
-        self.function_name = f"{service_id}-{endpoint_id}"
-        self.deadline = deadline
-        self.cold_start = cold_start
-        self.pipeline_id = pipeline_id
-        self.folders = list(folders)
-        self.memory_limit_in_mb = memory_mb
-        self.logger = logging.getLogger(f"lambdapool.{service_id}.{endpoint_id}")
-
-    @property
-    def remaining_time_ms(self) -> int:
-        """Milliseconds left before the call's ``timeout_s`` runs out."""
-        return max(0, int((self.deadline - time.time()) * 1000))
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Lambda's name for :attr:`remaining_time_ms`."""
-        return self.remaining_time_ms
-
-
-def api_key_from_header(authorization: str | None) -> str | None:
-    """The key a caller presents in an ``Authorization`` header: the HTTP Basic user name (what the
-    Dataiku client sends, with an empty password) or a Bearer token."""
-    scheme, _, value = (authorization or "").partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip() or None
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        return decoded.partition(":")[0] or None
-    return None
-
-
-def is_authorized(api_keys: Sequence[str], authorization: str | None) -> bool:
-    """Whether an ``Authorization`` header carries one of ``api_keys`` (always true without keys).
-
-    Every key is compared in constant time, whichever matches, so timing tells nothing about them.
-    """
-    if not api_keys:
-        return True
-    presented = (api_key_from_header(authorization) or "").encode()
-    matched = False
-    for key in api_keys:
-        matched |= hmac.compare_digest(presented, key.encode())
-    return matched
-
-
-def parse_body(raw: bytes | str | None) -> dict[str, Any]:
-    """The request body as a JSON object; an absent or blank body is ``{}``.
-
-    Raises :class:`BadRequest` for invalid UTF-8, malformed JSON or a JSON value that is not an object.
-    """
-    if raw is None:
-        return {}
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise BadRequest("request body is not valid UTF-8", str(exc)) from exc
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise BadRequest(
-            f"request body must be a JSON object of parameters, got a JSON {type(value).__name__}",
-            'request body must be a JSON object whose attributes are the function\'s parameters, e.g. {"x": 1}',
-        )
-    return value
-
-
-def _shape_outputs(endpoint: Endpoint, result: Any) -> Any:
-    names = endpoint.outputs
-    if names is None:
-        return result
-    if len(names) == 1 and not isinstance(result, tuple):
-        return {names[0]: result}
-    if not isinstance(result, tuple) or len(result) != len(names):
-        got = f"a tuple of {len(result)}" if isinstance(result, tuple) else f"a {type(result).__name__}"
-        message = f"{endpoint.service_id}/{endpoint.endpoint_id} declares outputs {list(names)} but returned {got}"
-        raise OutputMismatch(message, f"{message}; return a tuple of exactly {len(names)} value(s)")
-    return dict(zip(names, result, strict=True))
-
-
-def encode_result(value: Any) -> bytes:
-    """``value`` as strict JSON bytes; raises :class:`ResultNotSerializable` if it is not JSON."""
-    try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ResultNotSerializable(
-            f"the function's result is not JSON-serializable: {exc}",
-            f"the function returned {type(value).__name__!s}; results must be JSON values "
-            f"(dict, list, str, int, finite float, bool, None): {exc}",
-        ) from exc
-
-
-def call_endpoint(endpoint: Endpoint, arguments: Mapping[str, Any], context: InvocationContext) -> bytes:
-    """Call the endpoint's function with bound ``arguments`` and return its result as JSON bytes.
-
-    A :class:`LambdapoolError` the function raises on purpose (``BadRequest`` for a bad value) is answered
-    with its own status. Raises :class:`FunctionError` (with the traceback) if it raises another ``Exception``,
-    :class:`OutputMismatch` or :class:`ResultNotSerializable` for a result that cannot be answered.
-    ``BaseException``\\ s that are not ``Exception`` (``SystemExit``...) propagate: they end the pipeline.
-    """
-    kwargs = dict(arguments)
-    if endpoint.parameters.wants_context:
-        kwargs["context"] = context
-    try:
-        result = endpoint.function(**kwargs)
-    except LambdapoolError:
-        raise  # raised on purpose (BadRequest for a bad value...): answered with its own status
-    except Exception as exc:
-        raise FunctionError(type(exc).__name__, str(exc) or type(exc).__name__, _user_traceback(exc)) from exc
-    return encode_result(_shape_outputs(endpoint, result))
-
-
-def call_trigger(endpoint: Endpoint, event: Any, context: InvocationContext) -> bytes:
-    """Call a trigger endpoint's function with its ``event`` object; raises as :func:`call_endpoint`."""
-    return call_endpoint(endpoint, {"event": event}, context)
-
-
-def _user_traceback(exc: BaseException) -> str:
-    """The traceback of ``exc`` without lambdapool's own frames on top."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
-
-
-_MOUNTS: weakref.WeakKeyDictionary[Any, tuple[Service, ...]] = weakref.WeakKeyDictionary()
-
-
-def record_mount(app: Any, services: Sequence[Service]) -> None:
-    """Remember that ``services`` were mounted on ``app`` (so loaders can find them from the app)."""
-    known = {service.service_id: service for service in _MOUNTS.get(app, ())}
-    for service in services:
-        if not isinstance(service, Service):
-            raise ValueError(f"mount() takes lambdapool.Service objects, got {service!r}")
-        other = known.get(service.service_id)
-        if other is not None and other is not service:
-            raise ValueError(f"two different services named {service.service_id!r} are mounted on the same app")
-        known[service.service_id] = service
-    _MOUNTS[app] = tuple(known.values())
-
-
-def mounted_services(app: Any) -> tuple[Service, ...]:
-    """The services mounted on ``app`` with :func:`record_mount`, in mount order."""
-    try:
-        return _MOUNTS.get(app, ())
-    except TypeError:  # not weak-referenceable: nothing was mounted on it
-        return ()

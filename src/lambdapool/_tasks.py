@@ -1,168 +1,277 @@
-"""Asynchronous tasks (``/submit``): run through the endpoint's pool, their state kept on disk.
+"""Asynchronous tasks (``/submit``): the task record, its states, and where records are kept.
 
-A task's state is one JSON file in the state directory, replaced atomically at every change, so finished
-results survive a restart of the emulator. Tasks that were queued or running when the emulator stopped are
-reported ``FAILED`` when it starts again (the process that ran them is gone).
+One record type and one store interface serve the emulator (records in files, :mod:`lambdapool.emulator`),
+``chalice local`` (in memory) and AWS (an S3 bucket). :func:`run_task` is how a task runs inside a Lambda
+function (or in process under ``chalice local``). Standard library only (boto3 is imported when an S3 store
+is used, on AWS): it goes into Lambda packages.
 """
 
 from __future__ import annotations
 
+import abc
+import dataclasses
+import enum
 import json
-import logging
-import os
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
-from ._errors import Cancelled, LambdapoolError, QueueFull, QueueTimeout, Timeout
-from ._model import TASK_FINAL_STATES, utc_timestamp
-from ._runtime import EndpointRuntime
+from ._errors import Cancelled, LambdapoolError, Timeout
 
-log = logging.getLogger("lambdapool.tasks")
+if TYPE_CHECKING:
+    from ._invocation import InvocationContext
+    from ._model import Endpoint
+
+__all__ = [
+    "TASK_ID",
+    "TASK_KEY",
+    "MemoryTaskStore",
+    "S3TaskStore",
+    "TaskRecord",
+    "TaskState",
+    "TaskStore",
+    "run_task",
+    "run_task_event",
+    "task_event",
+    "utc_timestamp",
+]
+
+#: A task id: 32 lowercase hex digits (a UUID4). Ids never reach a file system or a bucket unchecked.
 TASK_ID = re.compile(r"[0-9a-f]{32}")
-#: How long a submitted task keeps retrying a full pool, like Lambda's MaximumEventAgeInSeconds default.
-MAX_EVENT_AGE_S = 6 * 3600
+#: Marks a Lambda event that carries a task submitted through ``/submit``: ``{TASK_KEY: {...}, "arguments"}``.
+TASK_KEY = "__lambdapool_task__"
 
 
-class TaskStore:
-    """Task states as JSON files in ``directory``. Thread-safe."""
+def utc_timestamp() -> str:
+    """Now, as the ISO 8601 UTC timestamp (millisecond precision) tasks are stamped with."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
 
-    def __init__(self, directory: Path):
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._tasks: dict[str, dict[str, Any]] = {}
-        for path in directory.glob("*.json"):
-            try:
-                task = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                log.warning("ignoring unreadable task file %s", path)
-                continue
-            if task.get("status") not in TASK_FINAL_STATES:
-                task.update(
-                    status="FAILED",
-                    finishedAt=utc_timestamp(),
-                    error={
-                        "errorType": "PipelineCrashed",
-                        "message": "the emulator stopped before the task finished",
-                        "detailedMessage": "the task was queued or running when the emulator stopped",
-                    },
-                )
-                self._write(task)
-            self._tasks[task["taskId"]] = task
 
-    def create(self, service_id: str, endpoint_id: str) -> dict[str, Any]:
-        task: dict[str, Any] = {
-            "taskId": uuid.uuid4().hex,
-            "serviceId": service_id,
-            "endpointId": endpoint_id,
-            "status": "QUEUED",
-            "submittedAt": utc_timestamp(),
-            "startedAt": None,
-            "finishedAt": None,
+class TaskState(str, enum.Enum):
+    """Where a task is; the last four are final."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (TaskState.QUEUED, TaskState.RUNNING)
+
+    @classmethod
+    def for_error(cls, error: LambdapoolError) -> TaskState:
+        """The final state of a task that ended with ``error``."""
+        if isinstance(error, Cancelled):
+            return cls.CANCELLED
+        return cls.TIMEOUT if isinstance(error, Timeout) else cls.FAILED
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskRecord:
+    """A task's state, as ``GET /public/api/v1/tasks/{taskId}`` answers it. ``response`` is the function's
+    result once ``DONE``; ``error`` the error envelope of a task that failed, timed out or was cancelled."""
+
+    task_id: str
+    service_id: str
+    endpoint_id: str
+    status: TaskState = TaskState.QUEUED
+    submitted_at: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    response: Any = None
+    error: dict[str, str] | None = None
+
+    @classmethod
+    def new(cls, service_id: str, endpoint_id: str) -> TaskRecord:
+        """A freshly submitted task: a new id, ``QUEUED``, stamped now."""
+        return cls(uuid.uuid4().hex, service_id, endpoint_id, TaskState.QUEUED, utc_timestamp())
+
+    def started(self) -> TaskRecord:
+        return dataclasses.replace(self, status=TaskState.RUNNING, started_at=utc_timestamp())
+
+    def succeeded(self, response: Any) -> TaskRecord:
+        return dataclasses.replace(self, status=TaskState.DONE, finished_at=utc_timestamp(), response=response)
+
+    def ended_with(self, error: LambdapoolError) -> TaskRecord:
+        """The task ended with ``error``: ``CANCELLED``, ``TIMEOUT`` or ``FAILED``, with its envelope."""
+        return dataclasses.replace(
+            self, status=TaskState.for_error(error), finished_at=utc_timestamp(), error=error.to_body()
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "taskId": self.task_id,
+            "serviceId": self.service_id,
+            "endpointId": self.endpoint_id,
+            "status": self.status.value,
+            "submittedAt": self.submitted_at,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
         }
-        with self._lock:
-            self._tasks[task["taskId"]] = task
-            self._write(task)
-        return dict(task)
+        if self.status is TaskState.DONE:
+            data["response"] = self.response
+        if self.error is not None:
+            data["error"] = self.error
+        return data
 
-    def update(self, task_id: str, **fields: Any) -> dict[str, Any]:
-        with self._lock:
-            task = self._tasks[task_id]
-            task.update(fields)
-            self._write(task)
-            return dict(task)
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TaskRecord:
+        return cls(
+            task_id=data["taskId"],
+            service_id=data["serviceId"],
+            endpoint_id=data["endpointId"],
+            status=TaskState(data["status"]),
+            submitted_at=data["submittedAt"],
+            started_at=data.get("startedAt"),
+            finished_at=data.get("finishedAt"),
+            response=data.get("response"),
+            error=data.get("error"),
+        )
 
-    def get(self, task_id: str) -> dict[str, Any] | None:
-        """The task, or ``None`` for an unknown or malformed id (ids never reach the file system unchecked)."""
+
+class TaskStore(abc.ABC):
+    """Where task records are kept. ``get`` answers ``None`` for an unknown or malformed id."""
+
+    @abc.abstractmethod
+    def get(self, task_id: str) -> TaskRecord | None: ...
+
+    @abc.abstractmethod
+    def put(self, record: TaskRecord) -> None: ...
+
+    @abc.abstractmethod
+    def records(self) -> Iterator[TaskRecord]:
+        """Every record, in no particular order."""
+
+    def update(self, task_id: str, change: Callable[[TaskRecord], TaskRecord]) -> TaskRecord | None:
+        """Replace a record by ``change(record)`` unless it is final; returns the record as it now is."""
+        record = self.get(task_id)
+        if record is None or record.status.is_final:
+            return record
+        record = change(record)
+        self.put(record)
+        return record
+
+    def list(self, service_id: str = "", endpoint_id: str = "", status: str = "") -> list[TaskRecord]:
+        """The records matching every non-empty filter, oldest first."""
+        matching = [
+            record
+            for record in self.records()
+            if (not service_id or record.service_id == service_id)
+            and (not endpoint_id or record.endpoint_id == endpoint_id)
+            and (not status or record.status.value == status)
+        ]
+        return sorted(matching, key=lambda record: record.submitted_at)
+
+
+class MemoryTaskStore(TaskStore):
+    """Records in this process (``chalice local`` and ``chalice.test.Client``). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, TaskRecord] = {}
+        self._lock = threading.RLock()
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        with self._lock:
+            return self._records.get(task_id)
+
+    def put(self, record: TaskRecord) -> None:
+        with self._lock:
+            self._records[record.task_id] = record
+
+    def records(self) -> Iterator[TaskRecord]:
+        with self._lock:
+            return iter(list(self._records.values()))
+
+    def update(self, task_id: str, change: Callable[[TaskRecord], TaskRecord]) -> TaskRecord | None:
+        with self._lock:
+            return super().update(task_id, change)
+
+
+class S3TaskStore(TaskStore):
+    """Records as ``tasks/<taskId>.json`` in an S3 bucket (on AWS; see ``infra/task-bucket.yaml``)."""
+
+    def __init__(self, bucket: str):
+        from ._forward import aws_client
+
+        self.bucket = bucket
+        self._s3 = aws_client("s3")
+
+    def get(self, task_id: str) -> TaskRecord | None:
         if not TASK_ID.fullmatch(task_id):
             return None
-        with self._lock:
-            task = self._tasks.get(task_id)
-            return dict(task) if task is not None else None
-
-    def list(self, **filters: str) -> list[dict[str, Any]]:
-        with self._lock:
-            tasks = [dict(task) for task in self._tasks.values()]
-        wanted = {key: value for key, value in filters.items() if value}
-        matching = [task for task in tasks if all(task.get(key) == value for key, value in wanted.items())]
-        return sorted(matching, key=lambda task: task["submittedAt"])
-
-    def _write(self, task: dict[str, Any]) -> None:
-        path = self.directory / f"{task['taskId']}.json"
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(task), encoding="utf-8")
-        os.replace(temporary, path)
-
-
-class TaskRunner:
-    """Runs submitted tasks in background threads through their endpoint's pool."""
-
-    def __init__(self, store: TaskStore, retry_delay_s: Callable[[int], float] | None = None):
-        self.store = store
-        self._retry_delay_s = retry_delay_s or (lambda attempt: min(0.05 * 2**attempt, 5.0))
-        self._cancelled: dict[str, threading.Event] = {}
-        self._runtimes: dict[str, EndpointRuntime] = {}
-        self._threads: dict[str, threading.Thread] = {}
-        self._lock = threading.Lock()
-
-    def submit(self, runtime: EndpointRuntime, arguments: dict[str, Any]) -> dict[str, Any]:
-        """Queue a task for ``runtime`` and return its state (``QUEUED``)."""
-        task = self.store.create(runtime.spec.service_id, runtime.spec.endpoint_id)
-        task_id = task["taskId"]
-        thread = threading.Thread(target=self._run, args=(runtime, task_id, arguments), daemon=True)
-        with self._lock:
-            self._cancelled[task_id] = threading.Event()
-            self._runtimes[task_id] = runtime
-            self._threads[task_id] = thread
-        thread.start()
-        return task
-
-    def cancel(self, task_id: str, wait_s: float = 10.0) -> dict[str, Any] | None:
-        """Cancel a queued task or terminate a running one; returns its state once it has ended."""
-        with self._lock:
-            cancelled = self._cancelled.get(task_id)
-            runtime = self._runtimes.get(task_id)
-            thread = self._threads.get(task_id)
-        if cancelled is not None and runtime is not None and thread is not None:
-            cancelled.set()
-            runtime.cancel(task_id)
-            thread.join(wait_s)
-        return self.store.get(task_id)
-
-    def _run(self, runtime: EndpointRuntime, task_id: str, arguments: dict[str, Any]) -> None:
-        cancelled = self._cancelled[task_id]
-        started_at = time.monotonic()
-        attempt = 0
         try:
-            while True:
-                if cancelled.is_set():
-                    raise Cancelled("the task was cancelled before it started")
-                try:
-                    result = runtime.call(
-                        arguments,
-                        request_id=task_id,
-                        on_start=lambda: self.store.update(task_id, status="RUNNING", startedAt=utc_timestamp()),
-                    )
-                    break
-                except (QueueFull, QueueTimeout):
-                    # The pool is saturated: like Lambda's event queue, keep the task and try again.
-                    if time.monotonic() - started_at > MAX_EVENT_AGE_S:
-                        raise
-                    cancelled.wait(self._retry_delay_s(attempt))
-                    attempt += 1
-            self.store.update(task_id, status="DONE", finishedAt=utc_timestamp(), response=json.loads(result.result))
-        except LambdapoolError as error:
-            status = (
-                "CANCELLED" if isinstance(error, Cancelled) else "TIMEOUT" if isinstance(error, Timeout) else "FAILED"
-            )
-            self.store.update(task_id, status=status, finishedAt=utc_timestamp(), error=error.to_body())
-        finally:
-            with self._lock:
-                self._cancelled.pop(task_id, None)
-                self._runtimes.pop(task_id, None)
-                self._threads.pop(task_id, None)
+            body = self._s3.get_object(Bucket=self.bucket, Key=f"tasks/{task_id}.json")["Body"].read()
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        return TaskRecord.from_json(json.loads(body))
+
+    def put(self, record: TaskRecord) -> None:
+        body = json.dumps(record.to_json()).encode()
+        self._s3.put_object(Bucket=self.bucket, Key=f"tasks/{record.task_id}.json", Body=body)
+
+    def records(self) -> Iterator[TaskRecord]:
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="tasks/"):
+            for item in page.get("Contents", []):
+                task_id = item["Key"].removeprefix("tasks/").removesuffix(".json")
+                record = self.get(task_id)
+                if record is not None:
+                    yield record
+
+
+def task_event(task_id: str, bucket: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The Lambda event that carries a submitted task to the endpoint's function."""
+    return {TASK_KEY: {"taskId": task_id, "bucket": bucket}, "arguments": dict(arguments)}
+
+
+def run_task(
+    endpoint: Endpoint,
+    task_id: str,
+    arguments: Mapping[str, Any],
+    store: TaskStore,
+    invocation: InvocationContext,
+) -> TaskRecord | None:
+    """Run a submitted task and record its state: RUNNING, then DONE, FAILED or TIMEOUT (just before the
+    function's own time runs out, since Lambda gives no chance to record it after). A task cancelled
+    meanwhile keeps its CANCELLED state. Returns the final record (``None`` for an unknown task)."""
+    from ._invocation import call_endpoint
+
+    record = store.update(task_id, TaskRecord.started)
+    if record is None or record.status.is_final:
+        return record
+
+    def timed_out() -> None:
+        store.update(task_id, lambda latest: latest.ended_with(Timeout.call(endpoint.where, endpoint.timeout_s)))
+
+    timer = threading.Timer(max(0.0, invocation.remaining_time_ms / 1000 - 1.0), timed_out)
+    timer.start()
+    outcome: bytes | LambdapoolError
+    try:
+        outcome = call_endpoint(endpoint, arguments, invocation)
+    except LambdapoolError as error:
+        outcome = error
+    finally:
+        timer.cancel()
+        timer.join()
+
+    def final(latest: TaskRecord) -> TaskRecord:
+        if isinstance(outcome, LambdapoolError):
+            return latest.ended_with(outcome)
+        return latest.succeeded(json.loads(outcome))
+
+    return store.update(task_id, final)
+
+
+def run_task_event(endpoint: Endpoint, event: Mapping[str, Any], invocation: InvocationContext) -> dict[str, Any]:
+    """Run the task an asynchronous invocation carries (see :func:`task_event`); returns its final record."""
+    envelope = event[TASK_KEY]
+    arguments = endpoint.parameters.bind(event.get("arguments") or {})
+    task_id = str(envelope["taskId"])
+    record = run_task(endpoint, task_id, arguments, S3TaskStore(str(envelope["bucket"])), invocation)
+    return record.to_json() if record is not None else {"taskId": task_id, "status": TaskState.FAILED.value}

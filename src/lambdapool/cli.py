@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from ._emulator import Emulator
-from ._loader import AppLoadError
+from ._errors import AppLoadError
+from .emulator import Emulator
 
 
 def _banner(emulator: Emulator) -> str:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from ._emulator import Emulator
+from .emulator import Emulator
 
 __all__ = ["Answer", "EmulatorClient"]
 

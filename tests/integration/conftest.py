@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from lambdapool._emulator import Emulator
+from lambdapool.emulator import Emulator
 from lambdapool.testing import EmulatorClient
 
 APPS = Path(__file__).parent / "apps"

@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
-from lambdapool._deploy import RUNTIME_FILES
+from lambdapool._deploy import runtime_files
 
 from .conftest import SAMPLE_APP
 from .moto_aws import moto_server
@@ -120,7 +120,7 @@ def test_the_deployment_package_holds_the_runtime_only(deployed) -> None:
     project, _ = deployed
     (package,) = (project / ".chalice" / "deployments").glob("*.zip")
     names = zipfile.ZipFile(package).namelist()
-    assert sorted(name.split("/", 1)[1] for name in names if name.startswith("lambdapool/")) == sorted(RUNTIME_FILES)
+    assert sorted(name.split("/", 1)[1] for name in names if name.startswith("lambdapool/")) == runtime_files()
     assert "chalice/app.py" in names and "app.py" in names and "chalicelib/model.json" in names
     check = subprocess.run(
         [sys.executable, "-m", "lambdapool.cli", "check-package", str(package)], capture_output=True, text=True
@@ -223,7 +223,7 @@ def test_each_endpoint_handler_in_the_package_runs_its_function(unpacked) -> Non
     assert out["answers"][2]["count"] == 9
     # Runtime purity: the model, the adapter and chalice.app, nothing of the emulator or Chalice's CLI.
     allowed = {"chalice", "chalice.app", "lambdapool", "lambdapool.chalice"}
-    allowed |= {f"lambdapool.{name[:-3]}" for name in RUNTIME_FILES if name.endswith(".py") and name != "__init__.py"}
+    allowed |= {f"lambdapool.{name[:-3]}" for name in runtime_files() if name.endswith(".py") and name != "__init__.py"}
     assert set(out["modules"]) <= allowed
 
 

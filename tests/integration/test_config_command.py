@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdapool._deploy import RUNTIME_FILES
+from lambdapool._deploy import runtime_files
 
 from .conftest import ROOT, SAMPLE_APP
 
@@ -73,7 +73,7 @@ def test_config_writes_each_function_and_keeps_everything_else(project: Path) ->
     assert config["stages"]["prod"] == UNRELATED["stages"]["prod"]
     assert config["environment_variables"] == {"SHARED": "1"}
     assert config["stages"]["dev"]["autogen_policy"] is False
-    assert sorted(path.name for path in (project / "vendor" / "lambdapool").iterdir()) == sorted(RUNTIME_FILES)
+    assert sorted(path.name for path in (project / "vendor" / "lambdapool").iterdir()) == runtime_files()
 
 
 def test_config_is_idempotent(project: Path) -> None:

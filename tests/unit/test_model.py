@@ -10,7 +10,8 @@ import pytest
 
 from lambdapool import BadRequest, FunctionError, OutputMismatch, Pool, ResultNotSerializable, Service
 from lambdapool._errors import STATUS_BY_ERROR_TYPE, error_from_body
-from lambdapool._model import InvocationContext, ParameterSpec, call_endpoint, load_pool_override, parse_body
+from lambdapool._invocation import InvocationContext, ParameterSpec, call_endpoint, parse_body
+from lambdapool.emulator._project import load_pool_override
 
 
 def context(endpoint_id: str = "f") -> InvocationContext:
@@ -237,6 +238,7 @@ def test_the_error_table_matches_the_design() -> None:
         "BadRequest": 400,
         "Unauthorized": 401,
         "NotFound": 404,
+        "MethodNotAllowed": 405,  # the route exists, not for this method (with an Allow header)
         "PayloadTooLarge": 413,
         "QueueFull": 429,
         "QueueTimeout": 429,
@@ -273,7 +275,7 @@ def test_schedule_and_s3_declarations_become_trigger_endpoints() -> None:
 
     collect_endpoint, medians_endpoint = svc.endpoint("collect"), svc.endpoint("medians")
     assert collect_endpoint.trigger is not None and collect_endpoint.trigger.expression == "cron(0 12 * * ? *)"
-    assert collect_endpoint.describe()["kind"] == "schedule" and collect_endpoint.timeout_s == 300
+    assert collect_endpoint.to_json()["kind"] == "schedule" and collect_endpoint.timeout_s == 300
     assert medians_endpoint.trigger is not None
     assert (medians_endpoint.trigger.bucket, medians_endpoint.trigger.prefix, medians_endpoint.trigger.suffix) == (
         "raw-311",

@@ -5,7 +5,7 @@ per pipeline costs tens of milliseconds. The fork server is started once; it imp
 uses (never the app itself: init code must run in each pipeline), then forks a pipeline per request. Each
 pipeline gets its own socket to the emulator, passed over the control socket with ``SCM_RIGHTS``.
 
-Control protocol (frames of :mod:`lambdapool._wire`): the emulator sends ``{"op": "spawn", "token", "config"}``
+Control protocol (frames of :mod:`lambdapool.emulator._wire`): the emulator sends ``{"op": "spawn", "token", "config"}``
 with one file descriptor; the server answers ``{"op": "spawned", "token", "pid"}`` and, when a pipeline
 ends, ``{"op": "exited", "pid", "status"}`` (a ``waitpid`` status). When the control socket closes, the
 server kills every pipeline and exits.
@@ -28,9 +28,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._errors import ChannelClosed, ForkServerError
+from ._project import PipelineConfig
 from ._wire import (
     PREFIX_SIZE,
-    ChannelClosed,
     FrameReader,
     decode_prefix,
     encode_frame,
@@ -82,7 +83,7 @@ def _child(control: socket.socket, wakeup_r: int, fd: int, config: dict[str, Any
         _die_with_parent()
         from . import _worker
 
-        code = _worker.run(socket.socket(fileno=fd), config)
+        code = _worker.run(socket.socket(fileno=fd), PipelineConfig.from_json(config))
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -159,16 +160,12 @@ def _reap(control: socket.socket, children: set[int]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lambdapool._forkserver")
+    parser = argparse.ArgumentParser(prog="python -m lambdapool.emulator._forkserver")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--preload", default="")
     args = parser.parse_args(argv)
     control = socket.socket(fileno=args.fd)
     serve(control, [name for name in args.preload.split(",") if name])
-
-
-class ForkServerError(RuntimeError):
-    """The fork server could not be started or stopped answering. Raised by :class:`ForkServer`."""
 
 
 class ForkServer:
@@ -207,7 +204,7 @@ class ForkServer:
                 [
                     sys.executable,
                     "-m",
-                    "lambdapool._forkserver",
+                    "lambdapool.emulator._forkserver",
                     "--fd",
                     str(theirs.fileno()),
                     "--preload",
@@ -232,8 +229,9 @@ class ForkServer:
         self._reader = threading.Thread(target=self._read, args=(ours,), name="lambdapool-forkserver", daemon=True)
         self._reader.start()
 
-    def spawn(self, config: dict[str, Any], timeout_s: float = 30.0) -> tuple[int, socket.socket]:
-        """Fork a pipeline running ``config``; returns its pid and the emulator's end of its socket."""
+    def spawn(self, config: PipelineConfig, timeout_s: float = 30.0) -> tuple[int, socket.socket]:
+        """Fork a pipeline running ``config``; returns its pid and the emulator's end of its socket.
+        Raises :class:`ForkServerError` if the fork server is gone or does not answer."""
         if self._control is None:
             raise ForkServerError("the fork server is not running")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -244,7 +242,7 @@ class ForkServer:
                 token = self._next_token
                 self._next_token += 1
                 self._pending[token] = (event, result)
-                frame = encode_frame({"op": "spawn", "token": token, "config": config})
+                frame = encode_frame({"op": "spawn", "token": token, "config": config.to_json()})
                 self._control.sendmsg(
                     [frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))]
                 )

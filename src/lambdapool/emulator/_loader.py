@@ -1,4 +1,4 @@
-"""Loading a project's ``app.py`` and finding the services it declares."""
+"""Loading a project's ``app.py`` inside a pipeline, and finding the services it declares."""
 
 from __future__ import annotations
 
@@ -7,21 +7,13 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from ._model import Service, mounted_services
+from .._errors import AppLoadError
+from .._model import Service
+from ..chalice import mounted_services
+from ._project import app_path
 
+#: The module name Chalice gives ``app.py`` (its deployer resolves handlers as ``app.<name>``).
 APP_MODULE_NAME = "app"
-
-
-class AppLoadError(Exception):
-    """``app.py`` is missing, fails to import, or declares no usable services. Raised by the loader."""
-
-
-def app_path(project_dir: str | Path) -> Path:
-    """``PROJECT_DIR/app.py``; raises :class:`AppLoadError` if it does not exist."""
-    path = Path(project_dir).resolve() / "app.py"
-    if not path.is_file():
-        raise AppLoadError(f"{path} not found: a lambdapool project is a Chalice project with an app.py")
-    return path
 
 
 def import_app(project_dir: str | Path) -> ModuleType:

@@ -11,15 +11,11 @@ import socket
 import struct
 from typing import Any
 
+from .._errors import ChannelClosed
+
 _LENGTHS = struct.Struct("!II")
 #: Upper bound on one frame, well above the 6 MB body limit, so a corrupt length cannot exhaust memory.
 MAX_FRAME_BYTES = 64 * 2**20
-
-
-class ChannelClosed(EOFError):
-    """The other end of the socket closed (the process exited or was killed)."""
-
-
 PREFIX_SIZE = _LENGTHS.size
 
 
@@ -43,6 +39,7 @@ def send_frame(sock: socket.socket, header: dict[str, Any], payload: bytes = b""
 
 
 def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    """Exactly ``size`` bytes; raises :class:`ChannelClosed` if the stream ends first."""
     buffer = bytearray(size)
     view = memoryview(buffer)
     received = 0

@@ -21,7 +21,7 @@ import enum
 from collections import deque
 from collections.abc import Hashable
 
-from ._model import Pool
+from .._model import Pool
 
 RequestId = Hashable
 

@@ -8,15 +8,38 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
 from collections.abc import Callable
+from typing import Any
 
-from ._schedule import Schedule, parse_schedule
+from .._schedule import Schedule, parse_schedule
 
 Clock = Callable[[], dt.datetime]
 
 
+#: The account and region of the events the emulator sends (EventBridge's own fields; nothing reaches AWS).
+EVENT_ACCOUNT = "123456789012"
+EVENT_REGION = "us-east-1"
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def scheduled_event(rule_name: str, when: dt.datetime) -> dict[str, Any]:
+    """The event EventBridge sends a scheduled function for rule ``rule_name`` firing at ``when`` (what
+    Chalice's ``CloudWatchEvent`` parses)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": EVENT_ACCOUNT,
+        "time": when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": EVENT_REGION,
+        "resources": [f"arn:aws:events:{EVENT_REGION}:{EVENT_ACCOUNT}:rule/{rule_name}"],
+        "detail": {},
+    }
 
 
 class Scheduler:
@@ -53,6 +76,7 @@ class Scheduler:
             self._thread.start()
 
     def stop(self) -> None:
+        """Stop firing and join the thread."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(10)

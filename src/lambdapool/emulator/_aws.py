@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from ._model import Trigger
+from .._model import Trigger
 
 log = logging.getLogger("lambdapool.aws")
 REGION = "us-east-1"

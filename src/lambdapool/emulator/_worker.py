@@ -17,29 +17,19 @@ import time
 import traceback
 from typing import Any
 
-from ._errors import FunctionError, LambdapoolError, OutOfMemory
+from .._errors import ChannelClosed, FunctionError, LambdapoolError, OutOfMemory
+from .._invocation import InvocationContext, call_endpoint, call_trigger, encode_result
+from .._model import Endpoint, Service
+from .._tasks import TASK_KEY, run_task_event
+from ..chalice import trigger_event
 from ._loader import find_services, import_app
-from ._model import TASK_KEY, Endpoint, InvocationContext, Service, call_endpoint, call_trigger, encode_result
-from ._wire import ChannelClosed, FrameReader, send_frame
+from ._project import PipelineConfig, PipelineMode
+from ._wire import FrameReader, send_frame
 
 
 def peak_rss_bytes() -> int:
     """This process's peak resident memory so far (``ru_maxrss``: one cheap system call per call)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-
-
-def _describe(services: list[Service]) -> dict[str, Any]:
-    return {
-        "services": [
-            {
-                "serviceId": service.service_id,
-                "description": service.description,
-                "apiKeys": list(service.api_keys),
-                "endpoints": [endpoint.describe() for endpoint in service.endpoints.values()],
-            }
-            for service in services
-        ]
-    }
 
 
 def _find_endpoint(services: list[Service], service_id: str, endpoint_id: str) -> Endpoint:
@@ -61,22 +51,21 @@ def _init_failure(exc: BaseException) -> dict[str, Any]:
     }
 
 
-def run(sock: socket.socket, config: dict[str, Any]) -> int:
+def run(sock: socket.socket, config: PipelineConfig) -> int:
     """Serve ``config`` on ``sock`` until the emulator closes it; returns the exit code."""
     started = time.perf_counter()
-    os.environ.update(config.get("environment", {}))
-    os.chdir(config["projectDir"])
+    os.environ.update(config.environment)
+    os.chdir(config.project_dir)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s %(message)s")
-    delay_ms = config.get("coldStartDelayMs", 0)
-    if delay_ms:
-        time.sleep(delay_ms / 1000)  # the provider's extra cold-start overhead being emulated
+    if config.cold_start_delay_ms:
+        time.sleep(config.cold_start_delay_ms / 1000)  # the provider's extra cold-start overhead being emulated
     try:
-        services = find_services(import_app(config["projectDir"]))
-        if config["mode"] == "describe":
-            send_frame(sock, {"op": "described", "description": _describe(services)})
+        services = find_services(import_app(config.project_dir))
+        if config.mode is PipelineMode.DESCRIBE:
+            send_frame(sock, {"op": "described", "services": [service.spec().to_json() for service in services]})
             return 0
-        endpoint = _find_endpoint(services, config["serviceId"], config["endpointId"])
+        endpoint = _find_endpoint(services, config.service_id, config.endpoint_id)
     except Exception as exc:
         send_frame(sock, _init_failure(exc))
         return 1
@@ -85,8 +74,19 @@ def run(sock: socket.socket, config: dict[str, Any]) -> int:
     return _serve(sock, endpoint, config)
 
 
-def _serve(sock: socket.socket, endpoint: Endpoint, config: dict[str, Any]) -> int:
-    folders = [os.path.join(config["projectDir"], folder) for folder in endpoint.folders]
+def _call(endpoint: Endpoint, payload: bytes, context: InvocationContext) -> bytes:
+    """Run one call: a trigger's raw Lambda event, a task a deployed ``/submit`` route sent (run as on
+    Lambda), or the bound arguments of a plain call."""
+    arguments = json.loads(payload) if payload else {}
+    if endpoint.trigger is not None:
+        return call_trigger(endpoint, trigger_event(endpoint, arguments), context)
+    if TASK_KEY in arguments:
+        return encode_result(run_task_event(endpoint, arguments, context))
+    return call_endpoint(endpoint, arguments, context)
+
+
+def _serve(sock: socket.socket, endpoint: Endpoint, config: PipelineConfig) -> int:
+    folders = [os.path.join(config.project_dir, folder) for folder in endpoint.folders]
     calls = 0
     reader = FrameReader(sock)
     while True:
@@ -99,44 +99,30 @@ def _serve(sock: socket.socket, endpoint: Endpoint, config: dict[str, Any]) -> i
             request_id=header["requestId"],
             service_id=endpoint.service_id,
             endpoint_id=endpoint.endpoint_id,
-            deadline=header["deadline"],
+            deadline=time.time() + header["timeoutS"],
             cold_start=calls == 1 and header.get("cold", False),
-            pipeline_id=config["pipelineId"],
+            pipeline_id=config.pipeline_id,
             folders=folders,
             memory_mb=endpoint.memory_mb,
         )
         started = time.perf_counter()
         result = b""
         exit_after = False
+        reply: dict[str, Any] = {"op": "result"}
         try:
-            arguments = json.loads(payload) if payload else {}
-            if endpoint.trigger is not None:  # the payload is the raw Lambda event
-                from .chalice import trigger_event
-
-                result = call_trigger(endpoint, trigger_event(endpoint, arguments), context)
-            elif TASK_KEY in arguments:  # a task submitted through a deployed /submit route: as on Lambda
-                from .chalice import run_task_event
-
-                result = encode_result(run_task_event(endpoint, arguments, context))
-            else:
-                result = call_endpoint(endpoint, arguments, context)
-            reply: dict[str, Any] = {"op": "result"}
+            result = _call(endpoint, payload, context)
         except FunctionError as exc:
             error: LambdapoolError = exc
             if isinstance(exc.__cause__, MemoryError):
-                error = OutOfMemory(
-                    f"the function ran out of memory (memory_mb={endpoint.memory_mb})", exc.detailed_message
-                )
+                error = OutOfMemory.over(endpoint.where, endpoint.memory_mb, exc.detailed_message)
                 exit_after = True
             reply = {"op": "error", "error": error.to_body()}
         except LambdapoolError as exc:
-            reply = {"op": "error", "error": exc.to_body()}
+            reply = {"op": "error", "error": exc.to_body(), "retryAfterS": exc.retry_after_s}
         except Exception as exc:  # outside the user's function (e.g. a task's state store): report, not crash
             trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            reply = {
-                "op": "error",
-                "error": FunctionError(type(exc).__name__, str(exc) or type(exc).__name__, trace).to_body(),
-            }
+            error = FunctionError(type(exc).__name__, str(exc) or type(exc).__name__, trace)
+            reply = {"op": "error", "error": error.to_body()}
         reply["executionMs"] = (time.perf_counter() - started) * 1000
         reply["peakRssBytes"] = peak_rss_bytes()
         sys.stdout.flush()

@@ -1,0 +1,106 @@
+"""What the emulator serves: each service with its endpoints' runtimes, found by id or by Lambda name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from .._errors import NotFound
+from .._keys import check_api_key
+from .._model import EndpointSpec, ServiceSpec, TriggerKind
+from ._runtime import EndpointRuntime
+
+
+class ServedService:
+    """A served service: its description and its endpoints' runtimes."""
+
+    def __init__(self, spec: ServiceSpec, endpoints: dict[str, EndpointRuntime]):
+        self.spec = spec
+        self.endpoints = endpoints
+
+    @property
+    def service_id(self) -> str:
+        return self.spec.service_id
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        return self.spec.api_keys
+
+
+class Catalog:
+    """The served services, each endpoint with a runtime made by ``runtime_for``.
+
+    ``deployed_name`` gives the name Chalice deploys a function under (``{app}-{stage}-{name}``): the Lambda
+    Invoke API finds an endpoint by that name, by its bare ``{service}-{endpoint}`` name or by an ARN.
+    """
+
+    def __init__(
+        self,
+        services: Iterable[ServiceSpec],
+        runtime_for: Callable[[EndpointSpec], EndpointRuntime],
+        deployed_name: Callable[[str], str] = lambda name: name,
+    ):
+        self.deployed_name = deployed_name
+        self.services: dict[str, ServedService] = {}
+        self._functions: dict[str, EndpointRuntime] = {}
+        for spec in services:
+            endpoints = {endpoint.endpoint_id: runtime_for(endpoint) for endpoint in spec.endpoints}
+            self.services[spec.service_id] = ServedService(spec, endpoints)
+            for runtime in endpoints.values():
+                if not runtime.spec.inline:  # an inline endpoint has no Lambda function of its own on AWS
+                    for name in (deployed_name(runtime.spec.lambda_name), runtime.spec.lambda_name):
+                        self._functions.setdefault(name, runtime)
+
+    def runtimes(self) -> Iterator[EndpointRuntime]:
+        """Every endpoint's runtime, service by service, in declaration order."""
+        for service in list(self.services.values()):
+            yield from list(service.endpoints.values())
+
+    def service(self, service_id: str, authorization: str | None) -> ServedService:
+        """The service, if ``authorization`` carries one of its keys; raises :class:`NotFound` or
+        :class:`~lambdapool._errors.Unauthorized`."""
+        service = self.services.get(service_id)
+        if service is None:
+            raise NotFound(f"unknown service {service_id!r}", f"services: {', '.join(self.services) or 'none'}")
+        check_api_key(service_id, service.api_keys, authorization)
+        return service
+
+    def callable_endpoint(self, service_id: str, endpoint_id: str, authorization: str | None) -> EndpointRuntime:
+        """A function endpoint (triggers are fired, not called); raises as :meth:`service`."""
+        service = self.service(service_id, authorization)
+        runtime = service.endpoints.get(endpoint_id)
+        if runtime is None or runtime.spec.trigger is not None:
+            raise NotFound(
+                f"unknown endpoint {service_id}/{endpoint_id}",
+                f"endpoints of {service_id}: {', '.join(service.endpoints) or 'none'}",
+            )
+        return runtime
+
+    def scheduled_endpoint(self, service_id: str, endpoint_id: str) -> EndpointRuntime:
+        """A scheduled endpoint; raises :class:`NotFound`."""
+        service = self.services.get(service_id)
+        runtime = service.endpoints.get(endpoint_id) if service is not None else None
+        trigger = runtime.spec.trigger if runtime is not None else None
+        if runtime is None or trigger is None or trigger.kind is not TriggerKind.SCHEDULE:
+            raise NotFound(f"no scheduled endpoint {service_id}/{endpoint_id}")
+        return runtime
+
+    def function(self, name: str) -> EndpointRuntime | None:
+        """The endpoint whose Lambda function is ``name`` (deployed or bare)."""
+        return self._functions.get(name)
+
+    def status(self) -> dict[str, Any]:
+        """Every service with its endpoints' status."""
+        return {
+            service.service_id: {
+                "description": service.spec.description,
+                "authenticated": bool(service.api_keys),
+                "endpoints": {name: runtime.status() for name, runtime in service.endpoints.items()},
+            }
+            for service in self.services.values()
+        }
+
+    def close(self) -> None:
+        """Close every runtime (their pipelines end, their waiting calls fail)."""
+        for runtime in self.runtimes():
+            runtime.close()

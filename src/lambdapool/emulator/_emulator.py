@@ -1,0 +1,211 @@
+"""The local emulator: a project's endpoints, each with its pool of real pipelines, behind Werkzeug.
+
+:class:`Emulator` is a context manager: entering it starts the fork server, reads the app's declarations
+(in a short-lived pipeline, never in this process), starts every pool's ``floor`` pipelines and binds the
+HTTP server; leaving it stops the server and every process and thread it started.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from .._model import EndpointSpec, TriggerKind
+from ._aws import LocalAws
+from ._catalog import Catalog, ServedService
+from ._delivery import Deliveries, trigger_delivery
+from ._forkserver import ForkServer
+from ._http import EmulatorApp
+from ._pipeline import Pipeline
+from ._project import BASE_PRELOAD, Project, describe_project, third_party_imports
+from ._runtime import EndpointRuntime
+from ._scheduler import Scheduler, scheduled_event
+from ._tasks import FileTaskStore, TaskRunner
+
+log = logging.getLogger("lambdapool.emulator")
+#: Lambda's synchronous payload limit, the default limit on request bodies.
+MAX_BODY_BYTES = 6 * 2**20
+
+
+class Emulator:
+    """Serve ``project_dir``'s function endpoints on ``host:port`` (``port=0`` picks a free port).
+
+    ``cold_start_delay_ms`` adds an emulated provider overhead to every pipeline start; submitted tasks are
+    kept in ``state_dir`` (default ``PROJECT_DIR/.lambdapool``); ``aws`` is ``moto`` (a local AWS on moto's
+    server, whose address pipelines get), ``real`` or ``none``;
+    ``supervise_interval_s`` is how often running calls are checked against ``timeout_s`` and pipelines'
+    resident memory against ``memory_mb`` (a pipeline's peak memory is also checked after every call).
+    Raises :class:`~lambdapool._errors.AppLoadError` from :meth:`start` if the app cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        project_dir: str | Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        stage: str = "dev",
+        cold_start_delay_ms: int = 0,
+        supervise_interval_s: float = 0.05,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        state_dir: str | Path | None = None,
+        aws: str = "moto",
+    ):
+        self.project_dir = Path(project_dir).resolve()
+        self.host = host
+        self.port = port
+        self.stage = stage
+        self.cold_start_delay_ms = cold_start_delay_ms
+        self.max_body_bytes = max_body_bytes
+        self.state_dir = Path(state_dir) if state_dir is not None else self.project_dir / ".lambdapool"
+        self.aws = LocalAws(aws)
+        self.project = Project(self.project_dir, stage)
+        self.catalog = Catalog((), self._runtime_for)
+        self.deliveries = Deliveries()
+        self.tasks: TaskRunner  # from start(): its store reads the state directory
+        self.scheduler: Scheduler | None = None
+        self._supervise_interval_s = supervise_interval_s
+        self._forkserver: ForkServer | None = None
+        self._server: BaseWSGIServer | None = None
+        self._serve_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Emulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Load the project, start the pools' floor pipelines and bind the HTTP server (not yet serving)."""
+        try:
+            self.project = Project.load(self.project_dir, self.stage)
+            self.tasks = TaskRunner(FileTaskStore(self.state_dir / "tasks"), self.deliveries)
+            self.aws.start()
+            self._forkserver = ForkServer(
+                preload=[*BASE_PRELOAD, *third_party_imports(self.project.app_path)], on_exit=self._on_pipeline_exit
+            )
+            self._forkserver.start()
+            services = describe_project(self._forkserver, self.project, self.aws.environment())
+            self.catalog = Catalog(services, self._runtime_for, self.project.deployed_name)
+            for runtime in self.catalog.runtimes():
+                runtime.load()
+            self._start_triggers()
+            self._supervisor = threading.Thread(target=self._supervise, name="lambdapool-supervisor")
+            self._supervisor.start()
+            self._server = make_server(self.host, self.port, EmulatorApp(self), threaded=True)
+            self.port = self._server.server_port
+        except BaseException:
+            self.close()
+            raise
+
+    def serve_forever(self) -> None:
+        """Serve HTTP until :meth:`close` (from another thread) or Ctrl-C."""
+        assert self._server is not None, "call start() first"
+        self._server.serve_forever(poll_interval=0.1)
+
+    def serve_in_thread(self) -> None:
+        """Serve HTTP from a background thread (what tests and the pytest plugin use)."""
+        self._serve_thread = threading.Thread(target=self.serve_forever, name="lambdapool-http", daemon=True)
+        self._serve_thread.start()
+
+    def close(self) -> None:
+        """Stop serving and end every pipeline, thread and process the emulator started. Safe to call twice."""
+        self._stopping.set()
+        server, self._server = self._server, None
+        if server is not None:
+            if self._serve_thread is not None:
+                server.shutdown()
+                self._serve_thread.join()
+            server.server_close()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self.aws.stop()  # its S3 pollers hand events to the deliveries: stop them first
+        self.deliveries.close()
+        self.catalog.close()  # fails the calls in flight, so the deliveries' threads end
+        self.deliveries.join()
+        if self._supervisor is not None:
+            self._supervisor.join()
+        forkserver, self._forkserver = self._forkserver, None
+        if forkserver is not None:
+            forkserver.stop()
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def services(self) -> dict[str, ServedService]:
+        """The served services by id."""
+        return dict(self.catalog.services)
+
+    def aws_address(self) -> dict[str, Any]:
+        return {"endpointUrl": self.aws.endpoint_url, "mode": self.aws.mode}
+
+    def status(self) -> dict[str, Any]:
+        next_fire = self.scheduler.next_fire if self.scheduler is not None else {}
+        return {
+            "project": str(self.project_dir),
+            "aws": self.aws_address(),
+            "nextFire": {name: when.isoformat() if when else None for name, when in next_fire.items()},
+            "app": self.project.app_name,
+            "stage": self.stage,
+            "forkServerPid": self._forkserver.pid if self._forkserver is not None else None,
+            "services": self.catalog.status(),
+        }
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _runtime_for(self, spec: EndpointSpec) -> EndpointRuntime:
+        def launch(pool_id: int, label: str) -> Pipeline:
+            forkserver = self._forkserver
+            if forkserver is None:
+                raise RuntimeError("the emulator is stopped")
+            config = self.project.pipeline_config(spec, label, self.aws.environment(), self.cold_start_delay_ms)
+            pid, sock = forkserver.spawn(config)
+            return Pipeline(label, pid, sock)
+
+        return EndpointRuntime(spec, launch)
+
+    def _start_triggers(self) -> None:
+        schedules, s3_triggers = [], []
+        for runtime in self.catalog.runtimes():
+            spec = runtime.spec
+            if spec.trigger is not None and spec.trigger.kind is TriggerKind.SCHEDULE:
+                schedules.append((spec.lambda_name, spec.trigger.expression))
+            elif spec.trigger is not None:
+                visibility_s = spec.timeout_s + spec.pool.timeout_ms // 1000 + 30
+                s3_triggers.append((spec.lambda_name, spec.trigger, visibility_s))
+        self.aws.wire_s3_triggers(s3_triggers, self._deliver_event)
+        self.scheduler = Scheduler(schedules, self._fire_on_schedule)
+        self.scheduler.start()
+
+    def _deliver_event(self, name: str, event: dict[str, Any]) -> None:
+        runtime = self.catalog.function(name)
+        assert runtime is not None, name
+        self.deliveries.submit(trigger_delivery(runtime, event))
+
+    def _fire_on_schedule(self, name: str, when: dt.datetime) -> None:
+        self._deliver_event(name, scheduled_event(self.project.deployed_name(name), when))
+
+    def _on_pipeline_exit(self, pid: int, status: int) -> None:
+        for runtime in self.catalog.runtimes():
+            if runtime.on_exit(pid, status):
+                return
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(self._supervise_interval_s):
+            for runtime in self.catalog.runtimes():
+                runtime.supervise()

@@ -1,0 +1,171 @@
+"""A pipeline seen from the emulator: the handle on one pipeline process, and what a pool needs of it.
+
+:class:`PipelineHandle` is all :class:`~lambdapool.emulator._runtime.EndpointRuntime` uses, so its unit
+tests run pools over in-memory fakes; :class:`Pipeline` is the real one, a forked process behind a socket.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal
+import socket
+import threading
+from typing import Any, Protocol
+
+from ._wire import FrameReader, send_frame
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class KillReason(enum.Enum):
+    """Why the emulator ended a pipeline (``None`` on a pipeline that died by itself)."""
+
+    TIMEOUT = "timeout"
+    OUT_OF_MEMORY = "oom"
+    RETIRED = "retired"
+    SHUTDOWN = "shutdown"
+    CANCELLED = "cancelled"
+    CRASHED = "crashed"
+    FAILED_START = "failed"
+
+
+def read_rss_bytes(pid: int) -> int | None:
+    """Resident memory of ``pid`` (what Lambda counts), or ``None`` if it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def describe_exit(status: int | None) -> str:
+    """A ``waitpid`` status in words."""
+    if status is None:
+        return "the pipeline process ended"
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        return f"the pipeline process was killed by {name}"
+    return f"the pipeline process exited with code {os.WEXITSTATUS(status)}"
+
+
+class PipelineHandle(Protocol):
+    """What a pool needs of a pipeline. One call at a time; every method may be called from any thread."""
+
+    label: str
+    pid: int
+    init_ms: float
+    calls: int
+    kill_reason: KillReason | None
+    #: ``time.monotonic()`` by which the running call must end (``None`` between calls).
+    call_deadline: float | None
+    exit_status: int | None
+    exited: threading.Event
+
+    def wait_ready(self, timeout_s: float) -> dict[str, Any]:
+        """The pipeline's first report (``ready`` or ``init_error``); raises ``TimeoutError`` past
+        ``timeout_s``, :class:`~lambdapool._errors.ChannelClosed` or ``OSError`` if it died."""
+        ...
+
+    def call(self, header: dict[str, Any], payload: bytes, deadline: float) -> tuple[dict[str, Any], bytes]:
+        """Send a call and wait for its reply (header, result bytes); raises like :meth:`wait_ready`."""
+        ...
+
+    def rss_bytes(self) -> int | None:
+        """Resident memory now, or ``None`` once the process is gone."""
+        ...
+
+    def kill(self, reason: KillReason) -> None:
+        """End the process now and remember why (the first reason given wins)."""
+        ...
+
+    def retire(self) -> None:
+        """Ask an idle pipeline to end."""
+        ...
+
+    def mark_exited(self, status: int) -> None:
+        """Record the process's ``waitpid`` status, reported by the fork server."""
+        ...
+
+
+class Pipeline:
+    """One running pipeline process, forked by the fork server, behind its socket. Implements
+    :class:`PipelineHandle`; the pidfd it opens is closed once the process has ended."""
+
+    def __init__(self, label: str, pid: int, sock: socket.socket):
+        self.label = label
+        self.pid = pid
+        self.init_ms = 0.0
+        self.calls = 0
+        self.kill_reason: KillReason | None = None
+        self.call_deadline: float | None = None
+        self.exit_status: int | None = None
+        self.exited = threading.Event()
+        self._sock = sock
+        self._reader = FrameReader(sock)
+        self._pidfd: int | None = None
+        if hasattr(os, "pidfd_open"):
+            try:
+                self._pidfd = os.pidfd_open(pid)
+            except OSError:
+                self._pidfd = None
+
+    def wait_ready(self, timeout_s: float) -> dict[str, Any]:
+        self._sock.settimeout(timeout_s)
+        header, _ = self._reader.read()
+        self._sock.settimeout(None)  # calls block; the supervisor enforces their deadlines
+        return header
+
+    def call(self, header: dict[str, Any], payload: bytes, deadline: float) -> tuple[dict[str, Any], bytes]:
+        """Send a call and wait for its reply.
+
+        The socket blocks without a timeout (a timeout would cost a ``poll`` per read): the supervisor kills
+        the process once ``deadline`` (a ``time.monotonic()`` time) passes, which ends the wait.
+        """
+        self.calls += 1
+        self.call_deadline = deadline
+        try:
+            send_frame(self._sock, header, payload)
+            return self._reader.read()
+        finally:
+            self.call_deadline = None
+
+    def rss_bytes(self) -> int | None:
+        return read_rss_bytes(self.pid)
+
+    def kill(self, reason: KillReason) -> None:
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        try:
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            elif not self.exited.is_set():
+                os.kill(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, OSError):
+            pass
+        self._close_socket()
+
+    def retire(self) -> None:
+        """Closing an idle pipeline's socket makes it exit cleanly."""
+        self.kill_reason = self.kill_reason or KillReason.RETIRED
+        self._close_socket()
+
+    def mark_exited(self, status: int) -> None:
+        self.exit_status = status
+        self.exited.set()
+        if self._pidfd is not None:
+            try:
+                os.close(self._pidfd)
+            except OSError:
+                pass
+            self._pidfd = None
+
+    def _close_socket(self) -> None:
+        try:
+            self._sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,243 @@
+"""A project as the emulator and ``lambdapool config`` see it: its ``app.py``, ``.chalice/config.json``,
+pool files, the libraries worth preloading, the services it declares, and each pipeline's configuration.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import enum
+import importlib.util
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._errors import AppLoadError, ChannelClosed
+from .._model import EndpointSpec, Pool, ServiceSpec
+from .._names import deployed_name
+from ._wire import recv_frame
+
+if TYPE_CHECKING:
+    from ._forkserver import ForkServer
+
+#: Always preloaded in the fork server: what every app.py imports.
+BASE_PRELOAD = ("json", "logging", "chalice", "lambdapool", "lambdapool.chalice")
+#: How long reading a project's declarations may take (its init code runs once for it).
+DESCRIBE_TIMEOUT_S = 120
+
+
+def app_path(project_dir: str | Path) -> Path:
+    """``PROJECT_DIR/app.py``; raises :class:`AppLoadError` if it does not exist."""
+    path = Path(project_dir).resolve() / "app.py"
+    if not path.is_file():
+        raise AppLoadError(f"{path} not found: a lambdapool project is a Chalice project with an app.py")
+    return path
+
+
+def read_chalice_config(project_dir: str | Path) -> dict[str, Any]:
+    """The parsed ``.chalice/config.json``, or ``{}`` if the project has none.
+
+    Raises ``ValueError`` if the file exists but is not a JSON object.
+    """
+    path = Path(project_dir) / ".chalice" / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable JSON file: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return config
+
+
+def load_pool_override(project_dir: str | Path, service_id: str, endpoint_id: str, pool: Pool) -> Pool:
+    """Apply ``config/services/<SERVICE_ID>/<ENDPOINT_ID>.json`` from ``project_dir`` to ``pool``, if present.
+
+    The file holds ``{"pool": {"floor": 1, "ceil": 8, "cruise": 2, "queue": 16, "timeout": 10000}}``; any
+    subset of keys may be given. Raises ``ValueError`` if the file is not valid JSON or its pool is invalid.
+    """
+    path = Path(project_dir) / "config" / "services" / service_id / f"{endpoint_id}.json"
+    if not path.is_file():
+        return pool
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable JSON file: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("pool", {}), dict):
+        raise ValueError(f'{path}: expected an object like {{"pool": {{"floor": 1, "ceil": 8, ...}}}}')
+    return pool.with_overrides(document.get("pool", {}), source=str(path))
+
+
+def third_party_imports(path: Path) -> list[str]:
+    """Top-level modules ``app.py`` imports that live outside its project (libraries worth preloading).
+
+    The project's own modules (``chalicelib``...) are left out: their init code must run in each pipeline.
+    """
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return []
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module.split(".")[0])
+    project = path.parent.resolve()
+    found: list[str] = []
+    for name in dict.fromkeys(names):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        origin = spec.origin if spec is not None else None
+        if spec is None or (origin and Path(origin).resolve().is_relative_to(project)):
+            continue
+        if spec.submodule_search_locations and any(
+            Path(location).resolve().is_relative_to(project) for location in spec.submodule_search_locations
+        ):
+            continue
+        found.append(name)
+    return found
+
+
+class PipelineMode(str, enum.Enum):
+    """What a pipeline process does: serve one endpoint, or report the project's declarations and exit."""
+
+    SERVE = "serve"
+    DESCRIBE = "describe"
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a pipeline process is started with (it crosses to the fork server as JSON)."""
+
+    mode: PipelineMode
+    project_dir: str
+    service_id: str = ""
+    endpoint_id: str = ""
+    pipeline_id: str = ""
+    environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    cold_start_delay_ms: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode.value,
+            "projectDir": self.project_dir,
+            "serviceId": self.service_id,
+            "endpointId": self.endpoint_id,
+            "pipelineId": self.pipeline_id,
+            "environment": dict(self.environment),
+            "coldStartDelayMs": self.cold_start_delay_ms,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PipelineConfig:
+        return cls(
+            mode=PipelineMode(data["mode"]),
+            project_dir=data["projectDir"],
+            service_id=data.get("serviceId", ""),
+            endpoint_id=data.get("endpointId", ""),
+            pipeline_id=data.get("pipelineId", ""),
+            environment=dict(data.get("environment", {})),
+            cold_start_delay_ms=int(data.get("coldStartDelayMs", 0)),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Project:
+    """A Chalice project directory holding ``app.py``, served or configured for one ``stage``."""
+
+    directory: Path
+    stage: str = "dev"
+    chalice_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def load(cls, directory: str | Path, stage: str = "dev") -> Project:
+        """Raises :class:`AppLoadError` without an ``app.py``, ``ValueError`` for an unreadable config."""
+        project_dir = app_path(directory).parent
+        return cls(project_dir, stage, read_chalice_config(project_dir))
+
+    @property
+    def app_path(self) -> Path:
+        return self.directory / "app.py"
+
+    @property
+    def app_name(self) -> str:
+        """The Chalice app name: ``app_name`` from the config, else the project directory's name."""
+        return str(self.chalice_config.get("app_name") or self.directory.name)
+
+    def deployed_name(self, function_name: str) -> str:
+        """The name Chalice deploys ``function_name`` under in this stage."""
+        return deployed_name(self.app_name, self.stage, function_name)
+
+    def function_environment(self, function_name: str) -> dict[str, str]:
+        """Environment variables Chalice gives ``function_name`` in the stage: top level, then stage, then
+        the function's own settings at each level, later ones winning."""
+        config = self.chalice_config
+        stage_config = config.get("stages", {}).get(self.stage, {})
+        layers = [
+            config.get("environment_variables", {}),
+            config.get("lambda_functions", {}).get(function_name, {}).get("environment_variables", {}),
+            stage_config.get("environment_variables", {}),
+            stage_config.get("lambda_functions", {}).get(function_name, {}).get("environment_variables", {}),
+        ]
+        environment: dict[str, str] = {}
+        for layer in layers:
+            environment.update({str(key): str(value) for key, value in layer.items()})
+        return environment
+
+    def pipeline_config(
+        self,
+        spec: EndpointSpec | None,
+        pipeline_id: str = "",
+        aws_environment: Mapping[str, str] | None = None,
+        cold_start_delay_ms: int = 0,
+    ) -> PipelineConfig:
+        """The configuration of a pipeline serving ``spec`` (``None``: one that describes the project), with
+        the environment its Lambda function would get and ``aws_environment`` (the local AWS) on top."""
+        environment = self.function_environment(spec.lambda_name) if spec is not None else {}
+        environment.update(aws_environment or {})
+        environment.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        if spec is not None:
+            environment["AWS_LAMBDA_FUNCTION_NAME"] = self.deployed_name(spec.lambda_name)
+        environment["LAMBDAPOOL_STAGE"] = self.stage
+        return PipelineConfig(
+            mode=PipelineMode.SERVE if spec is not None else PipelineMode.DESCRIBE,
+            project_dir=str(self.directory),
+            service_id=spec.service_id if spec is not None else "",
+            endpoint_id=spec.endpoint_id if spec is not None else "",
+            pipeline_id=pipeline_id,
+            environment=environment,
+            cold_start_delay_ms=cold_start_delay_ms if spec is not None else 0,
+        )
+
+    def with_pool_files(self, service: ServiceSpec) -> ServiceSpec:
+        """``service`` with the pool files of ``config/services/`` applied to its endpoints."""
+        endpoints = tuple(
+            dataclasses.replace(
+                endpoint,
+                pool=load_pool_override(self.directory, service.service_id, endpoint.endpoint_id, endpoint.pool),
+            )
+            for endpoint in service.endpoints
+        )
+        return dataclasses.replace(service, endpoints=endpoints)
+
+
+def describe_project(
+    forkserver: ForkServer, project: Project, aws_environment: Mapping[str, str] | None = None
+) -> list[ServiceSpec]:
+    """The services ``app.py`` declares, pool files applied, read in a short-lived process so that no user
+    code runs here. Raises :class:`AppLoadError` with the traceback if the app fails to load."""
+    _pid, sock = forkserver.spawn(project.pipeline_config(None, aws_environment=aws_environment))
+    with sock:
+        try:
+            sock.settimeout(DESCRIBE_TIMEOUT_S)
+            header, _ = recv_frame(sock)
+        except (ChannelClosed, OSError, ValueError) as exc:
+            raise AppLoadError(f"loading {project.app_path} killed its process ({exc})") from exc
+    if header.get("op") == "init_error":
+        raise AppLoadError(header["error"]["detailedMessage"].rstrip() + "\n" + header["error"]["message"])
+    return [project.with_pool_files(ServiceSpec.from_json(service)) for service in header["services"]]
