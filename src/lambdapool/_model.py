@@ -8,15 +8,13 @@ imported inside every pipeline and every Lambda package, and knows nothing of Ch
 from __future__ import annotations
 
 import dataclasses
-import enum
 import inspect
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from ._invocation import ParameterSpec
 from ._names import check_id, lambda_name
-from ._schedule import parse_schedule
+from ._triggers import Trigger
 
 __all__ = [
     "Endpoint",
@@ -24,8 +22,6 @@ __all__ = [
     "Pool",
     "Service",
     "ServiceSpec",
-    "Trigger",
-    "TriggerKind",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,8 +29,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Lambda's limits, so that what is declared locally deploys unchanged.
 LAMBDA_TIMEOUT_S_RANGE = (1, 900)
 LAMBDA_MEMORY_MB_RANGE = (128, 10240)
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_S3_EVENT = re.compile(r"s3:[A-Za-z]+(:[A-Za-z*]+)*")
 
 
 def _check_int(owner: str, name: str, value: object, low: int, high: int | None = None) -> int:
@@ -102,32 +96,6 @@ class Pool:
             return Pool(**values)
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from exc
-
-
-class TriggerKind(str, enum.Enum):
-    """What fires a trigger endpoint."""
-
-    SCHEDULE = "schedule"
-    S3 = "s3"
-
-
-@dataclasses.dataclass(frozen=True)
-class Trigger:
-    """What fires a trigger endpoint: a schedule (``expression``) or S3 object events in ``bucket``."""
-
-    kind: TriggerKind
-    expression: str = ""
-    bucket: str = ""
-    prefix: str = ""
-    suffix: str = ""
-    events: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "kind": self.kind.value, "events": list(self.events)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Trigger:
-        return cls(**{**data, "kind": TriggerKind(data["kind"]), "events": tuple(data.get("events", ()))})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,7 +315,7 @@ class Service:
         """Declare a scheduled endpoint: ``fn(event)`` runs on an EventBridge ``rate()`` or ``cron()``
         expression (``event`` is shaped like Chalice's ``CloudWatchEvent``). Raises ``ValueError`` for an
         invalid expression, and as :meth:`function` does."""
-        trigger = Trigger(TriggerKind.SCHEDULE, expression=parse_schedule(expression).expression)
+        trigger = Trigger.schedule(expression)
         return self._decorator(_Declaration(endpoint_id, pool, timeout_s, memory_mb, description, trigger=trigger))
 
     def on_s3_event(
@@ -367,18 +335,7 @@ class Service:
         starts with ``prefix`` and ends with ``suffix`` (``event`` has ``.bucket`` and ``.key`` like Chalice's
         ``S3Event``). ``events`` defaults to ``["s3:ObjectCreated:*"]``. Raises ``ValueError`` for an invalid
         bucket name or event name, and as :meth:`function` does."""
-        if not isinstance(bucket, str) or not _BUCKET.fullmatch(bucket):
-            raise ValueError(f"on_s3_event: {bucket!r} is not a valid S3 bucket name")
-        names = tuple(events) if events is not None else ("s3:ObjectCreated:*",)
-        if (
-            isinstance(events, str)
-            or not names
-            or not all(isinstance(e, str) and _S3_EVENT.fullmatch(e) for e in names)
-        ):
-            raise ValueError(f"on_s3_event: events must be S3 event names like 's3:ObjectCreated:*', got {events!r}")
-        if not isinstance(prefix, str) or not isinstance(suffix, str):
-            raise ValueError("on_s3_event: prefix and suffix must be strings")
-        trigger = Trigger(TriggerKind.S3, bucket=bucket, prefix=prefix, suffix=suffix, events=names)
+        trigger = Trigger.s3(bucket, prefix, suffix, events)
         return self._decorator(_Declaration(endpoint_id, pool, timeout_s, memory_mb, description, trigger=trigger))
 
     def _decorator(self, declaration: _Declaration) -> Callable[[F], F]:

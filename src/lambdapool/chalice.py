@@ -41,7 +41,7 @@ from ._errors import (
 from ._forward import forward, forwarding_enabled, function_name, lambda_client, ms, on_lambda
 from ._invocation import InvocationContext, call_endpoint, call_trigger, parse_body
 from ._keys import check_api_key
-from ._model import Endpoint, Service, TriggerKind
+from ._model import Endpoint, Service
 from ._names import check_deployed_name, run_path, submit_path
 from ._tasks import (
     TASK_ID,
@@ -54,6 +54,7 @@ from ._tasks import (
     run_task_event,
     task_event,
 )
+from ._triggers import TriggerKind
 
 __all__ = ["handler_name", "mount", "mounted_services", "trigger_event"]
 

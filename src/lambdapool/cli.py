@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from types import FrameType
 
 from ._errors import AppLoadError
+from ._triggers import TriggerKind
 from .emulator import Emulator
+from .emulator._aws import AwsMode
 
 
 def _banner(emulator: Emulator) -> str:
@@ -29,7 +31,7 @@ def _banner(emulator: Emulator) -> str:
                 f"  POST {emulator.url}/public/api/v1/{spec.service_id}/{spec.endpoint_id}/run"
                 if trigger is None
                 else f"  {spec.endpoint_id}: on {trigger.expression}"
-                if trigger.kind == "schedule"
+                if trigger.kind is TriggerKind.SCHEDULE
                 else f"  {spec.endpoint_id}: on s3://{trigger.bucket}/{trigger.prefix}*{trigger.suffix}"
             )
             lines.append(
@@ -38,9 +40,9 @@ def _banner(emulator: Emulator) -> str:
                 f"timeout_ms={pool.timeout_ms}  timeout_s={spec.timeout_s} memory_mb={spec.memory_mb}"
             )
     aws = {
-        "moto": f"local AWS (moto): {emulator.aws.endpoint_url}",
-        "real": "AWS: your real account (--aws real)",
-        "none": "AWS: none (--aws none)",
+        AwsMode.MOTO: f"local AWS (moto): {emulator.aws.endpoint_url}",
+        AwsMode.REAL: "AWS: your real account (--aws real)",
+        AwsMode.NONE: "AWS: none (--aws none)",
     }[emulator.aws.mode]
     lines += [
         "",
@@ -133,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_local.add_argument(
         "--aws",
-        choices=("moto", "real", "none"),
-        default="moto",
+        choices=[mode.value for mode in AwsMode],
+        default=AwsMode.MOTO.value,
         help="the AWS pipelines and S3 triggers use: a local moto server (moto), your real account (real), "
         "or none (moto)",
     )

@@ -11,15 +11,15 @@ from lambdapool.emulator._pool import Dispatch, Fail, PoolCore, Reject, RejectRe
 def started_pool(pool: Pool) -> PoolCore:
     """A core whose floor pipelines have all started."""
     core = PoolCore(pool)
-    for action in core.load(0.0):
+    for action in core.load():
         assert isinstance(action, Start)
         assert core.ready(action.pipeline_id, 0.0) == []
     return core
 
 
 def test_load_starts_floor_pipelines() -> None:
-    assert PoolCore(Pool(floor=3, cruise=3, ceil=4)).load(0.0) == [Start(1), Start(2), Start(3)]
-    assert PoolCore(Pool(floor=0, cruise=0, ceil=1)).load(0.0) == []
+    assert PoolCore(Pool(floor=3, cruise=3, ceil=4)).load() == [Start(1), Start(2), Start(3)]
+    assert PoolCore(Pool(floor=0, cruise=0, ceil=1)).load() == []
 
 
 def test_a_free_pipeline_serves_at_once_most_recently_used_first() -> None:
@@ -41,7 +41,7 @@ def test_a_new_pipeline_is_started_for_a_request_while_below_ceil_and_serves_it_
 
 def test_a_request_joins_a_floor_pipeline_that_is_still_starting() -> None:
     core = PoolCore(Pool(floor=1, cruise=1, ceil=4))
-    assert core.load(0.0) == [Start(1)]
+    assert core.load() == [Start(1)]
     assert core.arrive("a", 0.0) == []  # no second pipeline: it waits for the one starting
     assert core.ready(1, 0.2) == [Dispatch("a", 1, cold=True)]
 
@@ -134,7 +134,7 @@ def test_an_idle_pipeline_lost_is_removed_from_the_free_list() -> None:
 
 def test_a_failed_start_fails_its_request_without_restarting_floor() -> None:
     core = PoolCore(Pool(floor=1, cruise=1, ceil=1, queue=1))
-    core.load(0.0)
+    core.load()
     core.arrive("a", 0.0)
     core.arrive("b", 0.0)
     # The floor pipeline fails: a fails with it; b, queued, gets one new attempt of its own.
@@ -146,7 +146,7 @@ def test_a_failed_start_fails_its_request_without_restarting_floor() -> None:
 
 def test_scale_to_zero_cold_starts_every_first_call() -> None:
     core = PoolCore(Pool(floor=0, cruise=0, ceil=1, queue=0))
-    assert core.load(0.0) == []
+    assert core.load() == []
     assert core.arrive("a", 0.0) == [Start(1)]
     assert core.ready(1, 0.1) == [Dispatch("a", 1, cold=True)]
     assert core.done(1, 0.2) == [Retire(1)]

@@ -7,6 +7,7 @@ poller thread hands every message to the endpoint's pool.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import socket
@@ -19,13 +20,20 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from .._model import Trigger
+from .._triggers import Trigger
 
 log = logging.getLogger("lambdapool.aws")
 REGION = "us-east-1"
 #: The credentials pipelines get with the local AWS: moto accepts anything; these can never reach AWS.
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
-AWS_MODES = ("moto", "real", "none")
+
+
+class AwsMode(str, enum.Enum):
+    """Which AWS the pipelines and S3 triggers use (``lambdapool local --aws``)."""
+
+    MOTO = "moto"  # moto's server on a free loopback port, started and stopped with the emulator
+    REAL = "real"  # the AWS account the environment's credentials reach
+    NONE = "none"  # none at all: S3 triggers are not wired
 
 
 def _free_port() -> int:
@@ -38,10 +46,12 @@ class LocalAws:
     """``mode`` is ``moto`` (start moto's server on a free loopback port), ``real`` (the AWS the environment's
     credentials reach) or ``none`` (no AWS at all: S3 triggers cannot be wired). A context manager."""
 
-    def __init__(self, mode: str = "moto"):
-        if mode not in AWS_MODES:
-            raise ValueError(f"--aws must be one of {', '.join(AWS_MODES)}, got {mode!r}")
-        self.mode = mode
+    def __init__(self, mode: AwsMode | str = AwsMode.MOTO):
+        try:
+            self.mode = AwsMode(mode)
+        except ValueError:
+            choices = ", ".join(choice.value for choice in AwsMode)
+            raise ValueError(f"--aws must be one of {choices}, got {mode!r}") from None
         self.endpoint_url: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
@@ -56,7 +66,7 @@ class LocalAws:
 
     def start(self, timeout_s: float = 60.0) -> None:
         """Start moto's server (in ``moto`` mode) and wait until it answers."""
-        if self.mode != "moto":
+        if self.mode is not AwsMode.MOTO:
             return
         port = _free_port()
         self._process = subprocess.Popen(
@@ -93,14 +103,14 @@ class LocalAws:
 
     def environment(self) -> dict[str, str]:
         """What pipelines get so that boto3 in them reaches this AWS."""
-        if self.mode != "moto" or self.endpoint_url is None:
+        if self.mode is not AwsMode.MOTO or self.endpoint_url is None:
             return {}
         return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": REGION, **DUMMY_CREDENTIALS}
 
     def client(self, service: str) -> Any:
         import boto3
 
-        if self.mode == "moto":
+        if self.mode is AwsMode.MOTO:
             return boto3.client(
                 service,
                 endpoint_url=self.endpoint_url,
@@ -117,7 +127,7 @@ class LocalAws:
         bucket's notifications to those queues, and a poller calling ``deliver(name, s3_event)``."""
         if not triggers:
             return
-        if self.mode == "none":
+        if self.mode is AwsMode.NONE:
             log.warning("no local AWS (--aws none): S3 triggers are not wired")
             return
         s3, sqs = self.client("s3"), self.client("sqs")
@@ -143,7 +153,7 @@ class LocalAws:
             )
             self._pollers.append(poller)
         for bucket, configurations in by_bucket.items():
-            if self.mode == "moto":
+            if self.mode is AwsMode.MOTO:
                 try:
                     s3.create_bucket(Bucket=bucket)
                 except s3.exceptions.BucketAlreadyOwnedByYou:

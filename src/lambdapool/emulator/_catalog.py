@@ -7,7 +7,8 @@ from typing import Any
 
 from .._errors import NotFound
 from .._keys import check_api_key
-from .._model import EndpointSpec, ServiceSpec, TriggerKind
+from .._model import EndpointSpec, ServiceSpec
+from .._triggers import TriggerKind
 from ._runtime import EndpointRuntime
 
 

@@ -15,8 +15,9 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from .._model import EndpointSpec, TriggerKind
-from ._aws import LocalAws
+from .._model import EndpointSpec
+from .._triggers import TriggerKind
+from ._aws import AwsMode, LocalAws
 from ._catalog import Catalog, ServedService
 from ._delivery import Deliveries, trigger_delivery
 from ._forkserver import ForkServer
@@ -54,7 +55,7 @@ class Emulator:
         supervise_interval_s: float = 0.05,
         max_body_bytes: int = MAX_BODY_BYTES,
         state_dir: str | Path | None = None,
-        aws: str = "moto",
+        aws: AwsMode | str = AwsMode.MOTO,
     ):
         self.project_dir = Path(project_dir).resolve()
         self.host = host
@@ -152,7 +153,7 @@ class Emulator:
         return dict(self.catalog.services)
 
     def aws_address(self) -> dict[str, Any]:
-        return {"endpointUrl": self.aws.endpoint_url, "mode": self.aws.mode}
+        return {"endpointUrl": self.aws.endpoint_url, "mode": self.aws.mode.value}
 
     def status(self) -> dict[str, Any]:
         next_fire = self.scheduler.next_fire if self.scheduler is not None else {}

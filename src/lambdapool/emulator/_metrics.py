@@ -1,4 +1,4 @@
-"""The emulator's figures: each endpoint's counters and latencies, and the same in Prometheus format.
+"""The emulator's figures: each endpoint's counters and latencies, its status, and the same in Prometheus format.
 
 :class:`Counter` is the one table of counters: the name ``/__lambdapool__/status`` shows, the Prometheus
 metric and its help text. :class:`EndpointStats` keeps them per endpoint; :class:`EmulatorCollector` reads
@@ -122,6 +122,43 @@ class EndpointStats:
             cumulative += count
             buckets.append((bound, cumulative))
         return buckets, total_s
+
+
+def endpoint_status(runtime: EndpointRuntime) -> dict[str, Any]:
+    """An endpoint's pool settings, pipelines, queue depth, counters, latency percentiles and last event
+    error: its part of ``/__lambdapool__/status``."""
+    occupancy = runtime.occupancy()
+    spec = runtime.spec
+    processes = [
+        {
+            "pipelineId": pipeline.label,
+            "pid": pipeline.pid,
+            "state": state,
+            "calls": pipeline.calls,
+            "initMs": round(pipeline.init_ms, 3),
+            "rssBytes": pipeline.rss_bytes(),
+        }
+        for pipeline, state in runtime.pipelines()
+    ]
+    return {
+        "serviceId": spec.service_id,
+        "endpointId": spec.endpoint_id,
+        "pool": spec.pool.to_dict(),
+        "timeoutS": spec.timeout_s,
+        "memoryMb": spec.memory_mb,
+        "pipelines": {
+            "starting": occupancy.starting,
+            "idle": occupancy.idle,
+            "busy": occupancy.busy,
+            "total": occupancy.starting + occupancy.idle + occupancy.busy,
+            "processes": processes,
+        },
+        "queue": {"depth": occupancy.queued, "limit": spec.pool.queue, "timeoutMs": spec.pool.timeout_ms},
+        "counters": runtime.stats.counters(),
+        "latencyMs": runtime.stats.percentiles(),
+        "trigger": spec.trigger.to_json() if spec.trigger is not None else None,
+        "lastError": runtime.stats.last_error,
+    }
 
 
 class EmulatorCollector(Collector):

@@ -84,7 +84,6 @@ class _Pipeline:
     state: PipelineState
     bound: RequestId | None = None  # the request waiting for this pipeline to start
     for_queue: bool = False  # started because requests were queued
-    idle_since: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +131,7 @@ class PoolCore:
 
     # -- events ---------------------------------------------------------------------------------------
 
-    def load(self, now: float) -> list[Action]:
+    def load(self) -> list[Action]:
         """The endpoint loads: start ``floor`` pipelines."""
         return [self._new_pipeline(None) for _ in range(self.pool.floor)]
 
@@ -167,7 +166,7 @@ class PoolCore:
             pipeline.state = PipelineState.BUSY
             actions.append(Dispatch(request, pipeline_id, cold=True))
             return actions
-        self._make_idle(pipeline_id, now)
+        self._make_idle(pipeline_id)
         return actions + self._retire_excess()
 
     def start_failed(self, pipeline_id: int, now: float) -> list[Action]:
@@ -196,7 +195,7 @@ class PoolCore:
             request = self._queue.popleft()[0]
             actions.append(Dispatch(request, pipeline_id, cold=False))
             return actions
-        self._make_idle(pipeline_id, now)
+        self._make_idle(pipeline_id)
         return actions + self._retire_excess()
 
     def lost(self, pipeline_id: int, now: float) -> list[Action]:
@@ -235,10 +234,9 @@ class PoolCore:
         self._pipelines[pipeline_id] = _Pipeline(PipelineState.STARTING, bound=bound, for_queue=for_queue)
         return Start(pipeline_id)
 
-    def _make_idle(self, pipeline_id: int, now: float) -> None:
+    def _make_idle(self, pipeline_id: int) -> None:
         pipeline = self._pipelines[pipeline_id]
         pipeline.state = PipelineState.IDLE
-        pipeline.idle_since = now
         self._idle.append(pipeline_id)
 
     def _pending(self) -> bool:

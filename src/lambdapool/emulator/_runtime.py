@@ -29,7 +29,7 @@ from .._errors import (
     error_from_body,
 )
 from .._model import EndpointSpec
-from ._metrics import Counter, EndpointStats
+from ._metrics import Counter, EndpointStats, endpoint_status
 from ._pipeline import KillReason, PipelineHandle, describe_exit
 from ._pool import Action, Dispatch, Fail, PipelineState, PoolCore, PoolSnapshot, Reject, RejectReason, Retire, Start
 
@@ -107,7 +107,7 @@ class EndpointRuntime:
     def load(self) -> None:
         """Start the ``floor`` pipelines (in the background)."""
         with self._lock:
-            actions = self._core.load(self._clock())
+            actions = self._core.load()
         self._execute(actions)
 
     def call(
@@ -172,41 +172,17 @@ class EndpointRuntime:
         with self._lock:
             return self._core.snapshot()
 
-    def status(self) -> dict[str, Any]:
-        """Pool settings, pipelines, queue depth, counters and latency percentiles."""
+    def pipelines(self) -> list[tuple[PipelineHandle, str]]:
+        """Every pipeline with its state (``starting``, ``idle``, ``busy``, or ``stopping`` once let go)."""
         with self._lock:
-            snapshot = self._core.snapshot()
-            pipelines = [
-                {
-                    "pipelineId": pipeline.label,
-                    "pid": pipeline.pid,
-                    "state": state.value if (state := self._core.state_of(pool_id)) else "stopping",
-                    "calls": pipeline.calls,
-                    "initMs": round(pipeline.init_ms, 3),
-                    "rssBytes": pipeline.rss_bytes(),
-                }
+            return [
+                (pipeline, state.value if (state := self._core.state_of(pool_id)) else "stopping")
                 for pool_id, pipeline in self._pipelines.items()
             ]
-        spec = self.spec
-        return {
-            "serviceId": spec.service_id,
-            "endpointId": spec.endpoint_id,
-            "pool": spec.pool.to_dict(),
-            "timeoutS": spec.timeout_s,
-            "memoryMb": spec.memory_mb,
-            "pipelines": {
-                "starting": snapshot.starting,
-                "idle": snapshot.idle,
-                "busy": snapshot.busy,
-                "total": snapshot.starting + snapshot.idle + snapshot.busy,
-                "processes": pipelines,
-            },
-            "queue": {"depth": snapshot.queued, "limit": spec.pool.queue, "timeoutMs": spec.pool.timeout_ms},
-            "counters": self.stats.counters(),
-            "latencyMs": self.stats.percentiles(),
-            "trigger": spec.trigger.to_json() if spec.trigger is not None else None,
-            "lastError": self.stats.last_error,
-        }
+
+    def status(self) -> dict[str, Any]:
+        """This endpoint's part of ``/__lambdapool__/status`` (see :func:`~._metrics.endpoint_status`)."""
+        return endpoint_status(self)
 
     def supervise(self) -> None:
         """Kill every running pipeline whose call is past its deadline or whose resident memory is over
