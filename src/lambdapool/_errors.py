@@ -219,6 +219,11 @@ class PipelineCrashed(LambdapoolError):
     error_type = "PipelineCrashed"
 
     @classmethod
+    def shutting_down(cls) -> PipelineCrashed:
+        """The call or work was still waiting, or running, when the emulator stopped."""
+        return cls("the emulator is shutting down", "the emulator stopped before the call could finish")
+
+    @classmethod
     def died(cls, where: str, how: str, pipeline: str | None = None, *, starting: bool = False) -> PipelineCrashed:
         """The pipeline of ``where`` ended (``how``: "exited with code 1"...) during a call or its start."""
         if starting:

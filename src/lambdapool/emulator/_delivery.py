@@ -100,7 +100,7 @@ class Deliveries:
                     lane.workers += 1
                     self._start_worker(delivery.runtime, lane)
                 return
-        self._finish(delivery, PipelineCrashed("the emulator is shutting down"))
+        self._finish(delivery, PipelineCrashed.shutting_down())
 
     def cancel(self, request_id: str) -> Delivery | None:
         """Cancel the work named ``request_id``: waiting, it fails with :class:`Cancelled` at once; running, its
@@ -132,7 +132,7 @@ class Deliveries:
                 lane.waiting.clear()
             running = list(self._active.values())
         for delivery in waiting:
-            self._finish(delivery, PipelineCrashed("the emulator is shutting down"))
+            self._finish(delivery, PipelineCrashed.shutting_down())
         for delivery in running:
             delivery._wake.set()
 
@@ -187,7 +187,7 @@ class Deliveries:
                     self._finish(delivery, Cancelled.before_start())
                     return
                 if self._closed:
-                    self._finish(delivery, PipelineCrashed("the emulator is shutting down"))
+                    self._finish(delivery, PipelineCrashed.shutting_down())
                     return
                 continue
             except LambdapoolError as error:

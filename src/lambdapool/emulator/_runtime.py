@@ -227,7 +227,7 @@ class EndpointRuntime:
             pipeline.kill(KillReason.SHUTDOWN)
         for ticket in tickets:
             if not ticket.event.is_set():
-                ticket.error = PipelineCrashed("the emulator is shutting down")
+                ticket.error = PipelineCrashed.shutting_down()
                 ticket.event.set()
         with self._lock:
             starters = list(self._starters)
