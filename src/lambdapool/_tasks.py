@@ -45,6 +45,13 @@ TASK_ID = re.compile(r"[0-9a-f]{32}")
 TASK_KEY = "__lambdapool_task__"
 
 
+def checked_task_id(task_id: object) -> str:
+    """``task_id`` if it is a well-formed task id; raises ``ValueError`` otherwise."""
+    if not isinstance(task_id, str) or not TASK_ID.fullmatch(task_id):
+        raise ValueError(f"{task_id!r} is not a task id")
+    return task_id
+
+
 def utc_timestamp() -> str:
     """Now, as the ISO 8601 UTC timestamp (millisecond precision) tasks are stamped with."""
     now = time.time()
@@ -123,8 +130,9 @@ class TaskRecord:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TaskRecord:
+        """Raises ``ValueError`` (or ``KeyError``, ``TypeError``) for data that is not a task record."""
         return cls(
-            task_id=data["taskId"],
+            task_id=checked_task_id(data["taskId"]),
             service_id=data["serviceId"],
             endpoint_id=data["endpointId"],
             status=TaskState(data["status"]),
@@ -214,7 +222,7 @@ class S3TaskStore(TaskStore):
 
     def put(self, record: TaskRecord) -> None:
         body = json.dumps(record.to_json()).encode()
-        self._s3.put_object(Bucket=self.bucket, Key=f"tasks/{record.task_id}.json", Body=body)
+        self._s3.put_object(Bucket=self.bucket, Key=f"tasks/{checked_task_id(record.task_id)}.json", Body=body)
 
     def records(self) -> Iterator[TaskRecord]:
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="tasks/"):

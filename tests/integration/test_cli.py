@@ -85,10 +85,13 @@ def test_stopping_the_emulator_leaves_no_pipeline_behind(stop_signal: signal.Sig
             process.wait()
 
 
-def test_a_killed_emulator_takes_its_pipelines_with_it() -> None:
-    process, url, _ = _start_cli(APPS / "behaviours")
+def test_a_killed_emulator_takes_its_pipelines_and_its_local_aws_with_it() -> None:
+    process, url, _ = _start_cli(APPS / "behaviours")  # with moto's server, the default local AWS
     try:
         pids = _emulator_pids(url)
+        moto_pid = requests.get(f"{url}/__lambdapool__/status", timeout=10).json()["aws"]["pid"]
+        assert moto_pid is not None and _alive(moto_pid)
+        pids.append(moto_pid)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         wait_until(lambda: not any(_alive(pid) for pid in pids), timeout_s=10)

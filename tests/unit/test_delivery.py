@@ -400,11 +400,6 @@ def test_close_wakes_work_waiting_to_retry(
     busy.result()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_delivery.py close() wakes only the work in _active, i.e. work with a request_id: trigger events "
-    "(no request_id) waiting to retry sleep out their backoff (up to 5 s) before they see the shutdown",
-)
 def test_close_wakes_trigger_events_waiting_to_retry(
     make_runtime: MakeRuntime, make_deliveries: Callable[..., Deliveries], recorder: Recorder
 ) -> None:
@@ -527,12 +522,6 @@ def test_work_starts_in_the_order_it_was_accepted_when_it_also_queues_in_the_poo
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-@pytest.mark.xfail(
-    strict=True,
-    reason="_delivery.py _deliver/_work: an exception other than a LambdapoolError (here from on_start, e.g. "
-    "the task store's disk is full) kills the delivering thread: the work never ends and lane.workers stays "
-    "counted, so the endpoint's later work is never delivered",
-)
 def test_work_whose_on_start_raises_still_ends_and_later_work_is_delivered(
     make_runtime: MakeRuntime, make_deliveries: Callable[..., Deliveries], recorder: Recorder
 ) -> None:

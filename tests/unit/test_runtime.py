@@ -700,11 +700,6 @@ def test_close_kills_every_pipeline_fails_waiting_calls_and_joins_the_starters(m
     assert error.message == "the emulator is shutting down"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_runtime.py: after close() a call that needs a new pipeline gets a Start that is never carried out "
-    "(_start_in_background returns when closed) and waits for it forever",
-)
 def test_a_call_after_close_fails_at_once(make_runtime: MakeRuntime) -> None:
     launcher = FakeLauncher()
     runtime = make_runtime(Pool(floor=0, cruise=0, ceil=1, queue=0), launcher)
@@ -725,11 +720,6 @@ def test_a_call_after_close_fails_at_once(make_runtime: MakeRuntime) -> None:
         late.done.wait(5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_runtime.py cancel(): a call keeps its ticket (with its pipeline_id) until call() returns, after its "
-    "pipeline went back to the pool; cancelling it then kills the pipeline now running another call",
-)
 def test_cancel_of_a_call_that_just_ended_leaves_the_next_call_on_its_pipeline_alone(
     make_runtime: MakeRuntime,
 ) -> None:

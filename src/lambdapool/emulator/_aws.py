@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -53,6 +54,7 @@ class LocalAws:
             choices = ", ".join(choice.value for choice in AwsMode)
             raise ValueError(f"--aws must be one of {choices}, got {mode!r}") from None
         self.endpoint_url: str | None = None
+        self.pid: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._pollers: list[threading.Thread] = []
@@ -69,12 +71,15 @@ class LocalAws:
         if self.mode is not AwsMode.MOTO:
             return
         port = _free_port()
+        moto_args = ("-H", "127.0.0.1", "-p", str(port))
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            # tethered: it ends with the emulator even when the emulator is killed outright
+            [*(sys.executable, "-m", f"{__package__}._tethered", str(os.getpid()), "moto.server"), *moto_args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C in the terminal reaches the emulator only
         )
+        self.pid = self._process.pid
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout_s
         while True:

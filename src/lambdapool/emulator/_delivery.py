@@ -82,7 +82,8 @@ class Deliveries:
         self._clock = clock
         self._lock = threading.Lock()
         self._lanes: dict[EndpointRuntime, _Lane] = {}
-        self._active: dict[str, Delivery] = {}
+        self._named: dict[str, Delivery] = {}  # accepted work with a request id, until it ends
+        self._unfinished: set[Delivery] = set()
         self._threads: set[threading.Thread] = set()
         self._closed = False
 
@@ -93,8 +94,9 @@ class Deliveries:
             if not self._closed:
                 lane = self._lanes.setdefault(delivery.runtime, _Lane())
                 lane.waiting.append(delivery)
+                self._unfinished.add(delivery)
                 if delivery.request_id is not None:
-                    self._active[delivery.request_id] = delivery
+                    self._named[delivery.request_id] = delivery
                 pool = delivery.runtime.spec.pool
                 if lane.workers < pool.ceil + pool.queue:
                     lane.workers += 1
@@ -106,7 +108,7 @@ class Deliveries:
         """Cancel the work named ``request_id``: waiting, it fails with :class:`Cancelled` at once; running, its
         call is cancelled in the pool. Returns it (wait on its ``finished``), or ``None`` if it is unknown."""
         with self._lock:
-            delivery = self._active.get(request_id)
+            delivery = self._named.get(request_id)
             if delivery is None:
                 return None
             delivery.cancelled = True
@@ -130,7 +132,7 @@ class Deliveries:
             waiting = [delivery for lane in self._lanes.values() for delivery in lane.waiting]
             for lane in self._lanes.values():
                 lane.waiting.clear()
-            running = list(self._active.values())
+            running = list(self._unfinished)
         for delivery in waiting:
             self._finish(delivery, PipelineCrashed.shutting_down())
         for delivery in running:
@@ -154,17 +156,16 @@ class Deliveries:
         thread.start()
 
     def _work(self, lane: _Lane) -> None:
-        try:
-            while True:
-                with self._lock:
-                    if not lane.waiting:
-                        lane.workers -= 1
-                        return
-                    delivery = lane.waiting.popleft()
-                self._deliver(delivery)
-        finally:
+        # A worker leaves in the same critical section that finds its lane empty, so that work submitted
+        # meanwhile always finds a worker or starts one.
+        while True:
             with self._lock:
-                self._threads.discard(threading.current_thread())
+                if not lane.waiting:
+                    lane.workers -= 1
+                    self._threads.discard(threading.current_thread())
+                    return
+                delivery = lane.waiting.popleft()
+            self._deliver(delivery)
 
     def _deliver(self, delivery: Delivery) -> None:
         attempt = 0
@@ -193,6 +194,10 @@ class Deliveries:
             except LambdapoolError as error:
                 self._finish(delivery, error)
                 return
+            except Exception as exc:  # e.g. on_start failing to record a task's state: the work still ends
+                log.exception("delivering asynchronous work to %s failed", delivery.runtime.spec.where)
+                self._finish(delivery, LambdapoolError(f"delivering the work failed: {exc!r}"))
+                return
             self._finish(delivery, result)
             return
 
@@ -206,8 +211,9 @@ class Deliveries:
             log.exception("recording the outcome of asynchronous work for %s failed", delivery.runtime.spec.where)
         finally:
             with self._lock:
+                self._unfinished.discard(delivery)
                 if delivery.request_id is not None:
-                    self._active.pop(delivery.request_id, None)
+                    self._named.pop(delivery.request_id, None)
             delivery.finished.set()
 
 

@@ -159,7 +159,7 @@ class Emulator:
         next_fire = self.scheduler.next_fire if self.scheduler is not None else {}
         return {
             "project": str(self.project_dir),
-            "aws": self.aws_address(),
+            "aws": {**self.aws_address(), "pid": self.aws.pid},
             "nextFire": {name: when.isoformat() if when else None for name, when in next_fire.items()},
             "app": self.project.app_name,
             "stage": self.stage,

@@ -132,6 +132,8 @@ class EndpointRuntime:
         self.stats.count(Counter.CALLS)
         try:
             with self._lock:
+                if self._closed:
+                    raise PipelineCrashed.shutting_down()
                 self._tickets[request_id] = ticket
                 if cancelled is not None and cancelled():
                     raise Cancelled.before_start()
@@ -258,13 +260,13 @@ class EndpointRuntime:
         header = {"op": "call", "requestId": ticket.request_id, "timeoutS": self.spec.timeout_s, "cold": ticket.cold}
         if ticket.cold:
             self.stats.count(Counter.COLD_STARTS)
-        healthy = False
+        healthy = True  # until the call is sent, the pipeline is untouched
         try:
             if ticket.cancelled:  # cancelled while its pipeline was starting: give the pipeline back unused
-                healthy = True
                 raise Cancelled.before_start()
             if ticket.on_start is not None:
                 ticket.on_start()
+            healthy = False
             try:
                 reply, result = pipeline.call(header, payload, self._clock() + self.spec.timeout_s)
             except (ChannelClosed, OSError, ValueError):
@@ -281,6 +283,8 @@ class EndpointRuntime:
                 raise error
             healthy = True
         finally:
+            with self._lock:
+                ticket.pipeline_id = None  # the pipeline is not this call's anymore: a late cancel spares it
             self._finish(pool_id, pipeline, healthy)
         finished = self._clock()
         waited_ms = max(0.0, (dispatched - ticket.arrived) * 1000 - cold_ms)

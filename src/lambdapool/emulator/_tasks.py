@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import PipelineCrashed
-from .._tasks import TASK_ID, MemoryTaskStore, TaskRecord, TaskStore
+from .._tasks import TASK_ID, MemoryTaskStore, TaskRecord, TaskStore, checked_task_id
 from ._delivery import Deliveries, Delivery
 from ._runtime import EndpointRuntime
 
@@ -47,9 +47,10 @@ class FileTaskStore(MemoryTaskStore):
         return super().get(task_id) if TASK_ID.fullmatch(task_id) else None
 
     def put(self, record: TaskRecord) -> None:
+        """Keep and write ``record``; raises ``ValueError`` for a malformed id (it never reaches the disk)."""
         with self._lock:
             super().put(record)
-            path = self.directory / f"{record.task_id}.json"
+            path = self.directory / f"{checked_task_id(record.task_id)}.json"
             temporary = path.with_suffix(".tmp")
             temporary.write_text(json.dumps(record.to_json()), encoding="utf-8")
             os.replace(temporary, path)
