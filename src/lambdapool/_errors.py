@@ -91,6 +91,14 @@ class BadRequest(LambdapoolError):
     status = 400
     error_type = "BadRequest"
 
+    @classmethod
+    def not_an_object(cls, what: str, value: object) -> BadRequest:
+        """``what`` ("request body", "the event") is a JSON ``value`` that is not an object."""
+        return cls(
+            f"{what} must be a JSON object of parameters, got a JSON {type(value).__name__}",
+            f'{what} must be a JSON object whose attributes are the function\'s parameters, e.g. {{"x": 1}}',
+        )
+
 
 class Unauthorized(LambdapoolError):
     """A service with API keys was called without a valid one. Raised by the emulator and the adapter."""
@@ -111,6 +119,10 @@ class NotFound(LambdapoolError):
 
     status = 404
     error_type = "NotFound"
+
+    @classmethod
+    def task(cls, task_id: str) -> NotFound:
+        return cls(f"unknown task {task_id!r}")
 
 
 class MethodNotAllowed(LambdapoolError):
@@ -187,6 +199,11 @@ class FunctionError(LambdapoolError):
         super().__init__(message, detailed_message)
         self.exception_type = exception_type
 
+    @classmethod
+    def of(cls, exc: BaseException, traceback_text: str) -> FunctionError:
+        """What the function raised (``exc``), with its traceback as the detailed message."""
+        return cls(type(exc).__name__, str(exc) or type(exc).__name__, traceback_text)
+
     def type_name(self) -> str:
         return self.exception_type
 
@@ -217,6 +234,18 @@ class PipelineCrashed(LambdapoolError):
 
     status = 502
     error_type = "PipelineCrashed"
+
+    @classmethod
+    def not_started(cls, cause: object = None) -> PipelineCrashed:
+        """No pipeline could be started for the call (``cause``: why, when known)."""
+        return cls(f"could not start a pipeline: {cause}" if cause is not None else "the pipeline failed to start")
+
+    @classmethod
+    def interrupted(cls) -> PipelineCrashed:
+        """A task was queued or running when the emulator stopped (found when it starts again)."""
+        return cls(
+            "the emulator stopped before the task finished", "the task was queued or running when the emulator stopped"
+        )
 
     @classmethod
     def shutting_down(cls) -> PipelineCrashed:
@@ -290,6 +319,11 @@ class Cancelled(LambdapoolError):
     @classmethod
     def running(cls, pipeline: str) -> Cancelled:
         return cls(f"the call was cancelled while running; pipeline {pipeline} was killed and is replaced")
+
+    @classmethod
+    def unstoppable(cls) -> Cancelled:
+        """A task cancelled on AWS, where a running invocation cannot be stopped: its result is dropped."""
+        return cls("the task was cancelled; an invocation still running cannot be stopped on AWS")
 
 
 _NAMED_ERRORS: tuple[type[LambdapoolError], ...] = (

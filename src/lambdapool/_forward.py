@@ -18,7 +18,6 @@ from typing import Any
 
 from ._errors import LambdapoolError, OutOfMemory, PipelineCrashed, QueueTimeout, Timeout, error_from_body
 from ._model import Endpoint
-from ._names import lambda_name
 
 __all__ = ["Forwarded", "aws_client", "forward", "forwarding_enabled", "function_name", "on_lambda"]
 
@@ -51,8 +50,10 @@ def forwarding_enabled(endpoint: Endpoint) -> bool:
 
 
 def function_name(endpoint: Endpoint) -> str:
-    """The endpoint's deployed function, from the API handler's own name (``{app}-{stage}``)."""
-    return lambda_name(os.environ.get("AWS_LAMBDA_FUNCTION_NAME", ""), endpoint.lambda_name)
+    """The endpoint's deployed function, ``{app}-{stage}-{service}-{endpoint}``: the API handler that runs
+    the route is deployed as ``{app}-{stage}``, and Chalice names its sibling functions after it."""
+    api_handler = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+    return f"{api_handler}-{endpoint.lambda_name}"
 
 
 def aws_client(service: str, read_timeout_s: int = 60) -> Any:

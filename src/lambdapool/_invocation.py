@@ -139,10 +139,7 @@ def parse_body(raw: bytes | str | None) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
-        raise BadRequest(
-            f"request body must be a JSON object of parameters, got a JSON {type(value).__name__}",
-            'request body must be a JSON object whose attributes are the function\'s parameters, e.g. {"x": 1}',
-        )
+        raise BadRequest.not_an_object("request body", value)
     return value
 
 
@@ -213,7 +210,7 @@ def call_endpoint(endpoint: Endpoint, arguments: Mapping[str, Any], context: Inv
     except LambdapoolError:
         raise  # raised on purpose (BadRequest for a bad value...): answered with its own status
     except Exception as exc:
-        raise FunctionError(type(exc).__name__, str(exc) or type(exc).__name__, _user_traceback(exc)) from exc
+        raise FunctionError.of(exc, _user_traceback(exc)) from exc
     return encode_result(_shape_outputs(endpoint, result))
 
 

@@ -29,6 +29,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Lambda's limits, so that what is declared locally deploys unchanged.
 LAMBDA_TIMEOUT_S_RANGE = (1, 900)
 LAMBDA_MEMORY_MB_RANGE = (128, 10240)
+#: Lambda's limit on a synchronous request (and response) payload: the limit on request bodies.
+SYNC_PAYLOAD_LIMIT_BYTES = 6 * 2**20
 
 
 def _check_int(owner: str, name: str, value: object, low: int, high: int | None = None) -> int:

@@ -147,11 +147,20 @@ class TaskRecord:
 class TaskStore(abc.ABC):
     """Where task records are kept. ``get`` answers ``None`` for an unknown or malformed id."""
 
-    @abc.abstractmethod
-    def get(self, task_id: str) -> TaskRecord | None: ...
+    def get(self, task_id: str) -> TaskRecord | None:
+        """The record, or ``None`` for an unknown or malformed id (a malformed one is never looked up)."""
+        return self._read(task_id) if TASK_ID.fullmatch(task_id) else None
+
+    def put(self, record: TaskRecord) -> None:
+        """Keep ``record``; raises ``ValueError`` for a malformed id (it never reaches the storage)."""
+        checked_task_id(record.task_id)
+        self._write(record)
 
     @abc.abstractmethod
-    def put(self, record: TaskRecord) -> None: ...
+    def _read(self, task_id: str) -> TaskRecord | None: ...
+
+    @abc.abstractmethod
+    def _write(self, record: TaskRecord) -> None: ...
 
     @abc.abstractmethod
     def records(self) -> Iterator[TaskRecord]:
@@ -166,14 +175,14 @@ class TaskStore(abc.ABC):
         self.put(record)
         return record
 
-    def list(self, service_id: str = "", endpoint_id: str = "", status: str = "") -> list[TaskRecord]:
-        """The records matching every non-empty filter, oldest first."""
+    def list(self, service_id: str = "", endpoint_id: str = "", status: TaskState | None = None) -> list[TaskRecord]:
+        """The records matching every given filter, oldest first."""
         matching = [
             record
             for record in self.records()
             if (not service_id or record.service_id == service_id)
             and (not endpoint_id or record.endpoint_id == endpoint_id)
-            and (not status or record.status.value == status)
+            and (status is None or record.status is status)
         ]
         return sorted(matching, key=lambda record: record.submitted_at)
 
@@ -185,11 +194,11 @@ class MemoryTaskStore(TaskStore):
         self._records: dict[str, TaskRecord] = {}
         self._lock = threading.RLock()
 
-    def get(self, task_id: str) -> TaskRecord | None:
+    def _read(self, task_id: str) -> TaskRecord | None:
         with self._lock:
             return self._records.get(task_id)
 
-    def put(self, record: TaskRecord) -> None:
+    def _write(self, record: TaskRecord) -> None:
         with self._lock:
             self._records[record.task_id] = record
 
@@ -211,18 +220,16 @@ class S3TaskStore(TaskStore):
         self.bucket = bucket
         self._s3 = aws_client("s3")
 
-    def get(self, task_id: str) -> TaskRecord | None:
-        if not TASK_ID.fullmatch(task_id):
-            return None
+    def _read(self, task_id: str) -> TaskRecord | None:
         try:
             body = self._s3.get_object(Bucket=self.bucket, Key=f"tasks/{task_id}.json")["Body"].read()
         except self._s3.exceptions.NoSuchKey:
             return None
         return TaskRecord.from_json(json.loads(body))
 
-    def put(self, record: TaskRecord) -> None:
+    def _write(self, record: TaskRecord) -> None:
         body = json.dumps(record.to_json()).encode()
-        self._s3.put_object(Bucket=self.bucket, Key=f"tasks/{checked_task_id(record.task_id)}.json", Body=body)
+        self._s3.put_object(Bucket=self.bucket, Key=f"tasks/{record.task_id}.json", Body=body)
 
     def records(self) -> Iterator[TaskRecord]:
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="tasks/"):

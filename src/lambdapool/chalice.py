@@ -41,10 +41,9 @@ from ._errors import (
 from ._forward import forward, forwarding_enabled, function_name, lambda_client, ms, on_lambda
 from ._invocation import InvocationContext, call_endpoint, call_trigger, parse_body
 from ._keys import check_api_key
-from ._model import Endpoint, Service
+from ._model import SYNC_PAYLOAD_LIMIT_BYTES, Endpoint, Service
 from ._names import check_deployed_name, run_path, submit_path
 from ._tasks import (
-    TASK_ID,
     TASK_KEY,
     MemoryTaskStore,
     S3TaskStore,
@@ -58,7 +57,6 @@ from ._triggers import TriggerKind
 
 __all__ = ["handler_name", "mount", "mounted_services", "trigger_event"]
 
-MAX_BODY_BYTES = 6 * 2**20
 TASK_PATH = "/public/api/v1/tasks/{task_id}"
 # Chalice requires one binary-ness per route: these are the textual types a JSON body arrives with.
 _ANY_CONTENT = ["application/json", "text/plain", "application/x-www-form-urlencoded"]
@@ -278,7 +276,7 @@ def _register_function(blueprint: Blueprint, endpoint: Endpoint) -> Callable[...
     def handler(event: Any, context: Any) -> Any:
         invocation = _lambda_context(endpoint, cold, context)
         if not isinstance(event, dict):
-            raise BadRequest(f"the event must be a JSON object of parameters, got a JSON {type(event).__name__}")
+            raise BadRequest.not_an_object("the event", event)
         if TASK_KEY in event:  # an asynchronous task submitted through /submit
             return run_task_event(endpoint, event, invocation)
         arguments = endpoint.parameters.bind(event)
@@ -299,8 +297,8 @@ def _arguments(app: Chalice, service: Service, endpoint: Endpoint) -> dict[str, 
     _authorize(app, service)
     request = app.current_request
     raw = request.raw_body if request is not None else b""
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLarge.over_limit(MAX_BODY_BYTES, len(raw))
+    if len(raw) > SYNC_PAYLOAD_LIMIT_BYTES:
+        raise PayloadTooLarge.over_limit(SYNC_PAYLOAD_LIMIT_BYTES, len(raw))
     return endpoint.parameters.bind(parse_body(raw))
 
 
@@ -386,15 +384,14 @@ def _register_task_route(blueprint: Blueprint, app: Chalice) -> None:
 
     def task_view(task_id: str) -> Response:
         store = _task_store()
-        record = store.get(task_id) if TASK_ID.fullmatch(task_id) else None
+        record = store.get(task_id)
         services = {service.service_id: service for service in mounted_services(app)}
         if record is None or record.service_id not in services:
-            raise NotFound(f"unknown task {task_id!r}")
+            raise NotFound.task(task_id)
         _authorize(app, services[record.service_id])
         request = app.current_request
         if request is not None and request.method == "DELETE":
-            cancelled = Cancelled("the task was cancelled; an invocation still running cannot be stopped on AWS")
-            record = store.update(task_id, lambda latest: latest.ended_with(cancelled)) or record
+            record = store.update(task_id, lambda latest: latest.ended_with(Cancelled.unstoppable())) or record
         return _json_response(record.to_json())
 
     blueprint.route(TASK_PATH, methods=["GET", "DELETE"])(_named(_answer(task_view), "lambdapool_task"))

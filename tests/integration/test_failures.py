@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
-from .conftest import Client
+from .conftest import APPS, Client, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +55,34 @@ def test_a_call_past_timeout_s_is_a_504_and_the_next_call_succeeds(behaviours: C
     answer = behaviours.run("b", "hang", {"hang": False})
     assert answer.status_code == 200
     assert behaviours.endpoint_status("b", "hang")["counters"]["timeouts"] == 1
+
+
+def test_a_call_whose_function_forked_still_times_out_and_the_emulator_stops_at_once(
+    start_emulator: Callable[..., Client], tmp_path: Path
+) -> None:
+    # The child holds a copy of the pipeline's socket and outlives the pipeline: killing the pipeline and
+    # closing the socket would not end the emulator's read of it; the call, and the shutdown, would hang.
+    emulator = start_emulator(APPS / "behaviours")
+    gate = tmp_path / "release-the-child"
+    try:
+        body = _assert_error(emulator.run("b", "fork_and_hang", {"gate": str(gate)}), 504, "Timeout")
+        assert "timeout_s=1" in body["message"]
+        stopped = threading.Thread(target=emulator.emulator.close)
+        stopped.start()
+        stopped.join(timeout=20)
+        assert not stopped.is_alive()
+    finally:
+        gate.touch()
+    child = int((tmp_path / "release-the-child.pid").read_text())
+    wait_until(lambda: not _alive(child))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_memory_over_memory_mb_is_out_of_memory_and_the_next_call_succeeds(behaviours: Client) -> None:

@@ -33,8 +33,22 @@ def test_kwargs_take_any_attribute_and_context_is_injected(behaviours: Client) -
     assert 0 < response["remainingMs"] <= 60_000
 
 
+def test_a_body_over_6_mb_is_payload_too_large_and_the_client_gets_the_answer(behaviours: Client) -> None:
+    # With a Content-Length, over a real socket: the oversized upload is drained, so the client still
+    # sending gets the 413 rather than a reset connection.
+    big = json.dumps({"x": "a" * (6 * 2**20)}).encode()
+    assert str(6 * 2**20) in _error(behaviours.run("b", "echo", data=big), 413, "PayloadTooLarge")["message"]
+
+
+def test_a_missing_parameter_names_the_expected_ones_from_the_real_signature(behaviours: Client) -> None:
+    # The signature is read from the app's function by the describe step (in process it is hand-written).
+    body = _error(behaviours.run("b", "gated", {"tag": "t"}), 400, "BadRequest")
+    assert body["message"] == "missing required parameter(s): gate, log"
+    assert body["detailedMessage"].endswith("Expected parameters: tag, gate, log")
+
+
 def test_a_chunked_body_over_6_mb_is_payload_too_large(behaviours: Client) -> None:
-    # Chunked, with no Content-Length: the limit still holds (the Content-Length case is a unit test).
+    # Chunked, with no Content-Length: the limit still holds.
     big = json.dumps({"x": "a" * (6 * 2**20)}).encode()
     chunks = (big[i : i + 2**20] for i in range(0, len(big), 2**20))
     body = _error(behaviours.run("b", "echo", data=chunks), 413, "PayloadTooLarge")

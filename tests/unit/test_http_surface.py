@@ -26,12 +26,11 @@ from werkzeug.test import Client, TestResponse
 
 from lambdapool._errors import FunctionError
 from lambdapool._invocation import ParameterSpec
-from lambdapool._model import EndpointSpec, Pool, ServiceSpec
+from lambdapool._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec, Pool, ServiceSpec
 from lambdapool._tasks import MemoryTaskStore, TaskRecord, TaskState
 from lambdapool._triggers import Trigger
 from lambdapool.emulator._catalog import Catalog
 from lambdapool.emulator._delivery import Deliveries
-from lambdapool.emulator._emulator import MAX_BODY_BYTES
 from lambdapool.emulator._http import EmulatorApp
 from lambdapool.emulator._runtime import EndpointRuntime
 from lambdapool.emulator._tasks import TaskRunner
@@ -42,7 +41,7 @@ WAIT_S = 10.0
 #: Each echo pipeline takes this long (on the surface's manual clock) to start, and each echo call this long.
 ECHO_INIT_S = 0.25
 ECHO_CALL_S = 0.125
-LIMIT = MAX_BODY_BYTES  # 6 MiB, Lambda's synchronous payload limit
+LIMIT = SYNC_PAYLOAD_LIMIT_BYTES  # 6 MiB, Lambda's synchronous payload limit
 TASK_ID = re.compile(r"[0-9a-f]{32}")
 UNKNOWN_TASK = "0123456789abcdef0123456789abcdef"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")

@@ -203,8 +203,8 @@ def test_list_filters_by_service_endpoint_and_status_and_sorts_oldest_first() ->
     assert numbers(store.list(service_id="svc")) == [1, 2, 3, 5]
     assert numbers(store.list(endpoint_id="a")) == [2, 3, 4, 5]
     assert numbers(store.list(service_id="svc", endpoint_id="a")) == [2, 3, 5]
-    assert numbers(store.list(status="QUEUED")) == [1, 3, 4]
-    assert numbers(store.list(service_id="svc", endpoint_id="a", status="DONE")) == [5]
+    assert numbers(store.list(status=TaskState.QUEUED)) == [1, 3, 4]
+    assert numbers(store.list(service_id="svc", endpoint_id="a", status=TaskState.DONE)) == [5]
     assert store.list(service_id="nobody") == []
 
 
@@ -425,7 +425,7 @@ def test_s3_store_updates_only_records_that_are_not_final_and_lists_oldest_first
     assert running is not None and running.status is TaskState.RUNNING
     assert cancelled == record(1, status=TaskState.CANCELLED)
     assert store.list() == [record(1, status=TaskState.CANCELLED), running, record(3, endpoint_id="b")]
-    assert store.list(endpoint_id="b", status="QUEUED") == [record(3, endpoint_id="b")]
+    assert store.list(endpoint_id="b", status=TaskState.QUEUED) == [record(3, endpoint_id="b")]
 
 
 # -- run_task --------------------------------------------------------------------------------------------

@@ -93,10 +93,15 @@ class LocalAws:
                 time.sleep(0.05)
         self.endpoint_url = url
 
-    def stop(self) -> None:
+    def stop_polling(self) -> None:
+        """Stop handing S3 events over, and join the pollers."""
         self._stopping.set()
         for poller in self._pollers:
             poller.join(10)
+
+    def stop(self) -> None:
+        """Stop polling, then moto's server."""
+        self.stop_polling()
         process, self._process = self._process, None
         if process is not None:
             process.terminate()

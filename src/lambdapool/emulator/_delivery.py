@@ -88,7 +88,9 @@ class Deliveries:
         self._closed = False
 
     def submit(self, delivery: Delivery) -> None:
-        """Accept ``delivery``; it is delivered in its endpoint's order. After :meth:`close` it fails at once."""
+        """Accept ``delivery``; an endpoint's work is taken in the order it was accepted (with several threads
+        delivering, two calls may still reach the pool's queue in the other order). After :meth:`close` it
+        fails at once."""
         delivery.accepted_at = self._clock()
         with self._lock:
             if not self._closed:

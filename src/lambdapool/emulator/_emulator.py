@@ -15,7 +15,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from .._model import EndpointSpec
+from .._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec
 from .._triggers import TriggerKind
 from ._aws import AwsMode, LocalAws
 from ._catalog import Catalog, ServedService
@@ -29,8 +29,6 @@ from ._scheduler import Scheduler, scheduled_event
 from ._tasks import FileTaskStore, TaskRunner
 
 log = logging.getLogger("lambdapool.emulator")
-#: Lambda's synchronous payload limit, the default limit on request bodies.
-MAX_BODY_BYTES = 6 * 2**20
 
 
 class Emulator:
@@ -53,7 +51,7 @@ class Emulator:
         stage: str = "dev",
         cold_start_delay_ms: int = 0,
         supervise_interval_s: float = 0.05,
-        max_body_bytes: int = MAX_BODY_BYTES,
+        max_body_bytes: int = SYNC_PAYLOAD_LIMIT_BYTES,
         state_dir: str | Path | None = None,
         aws: AwsMode | str = AwsMode.MOTO,
     ):
@@ -130,7 +128,7 @@ class Emulator:
             server.server_close()
         if self.scheduler is not None:
             self.scheduler.stop()
-        self.aws.stop()  # its S3 pollers hand events to the deliveries: stop them first
+        self.aws.stop_polling()  # the S3 pollers hand events to the deliveries: stop them first
         self.deliveries.close()
         self.catalog.close()  # fails the calls in flight, so the deliveries' threads end
         self.deliveries.join()
@@ -139,6 +137,7 @@ class Emulator:
         forkserver, self._forkserver = self._forkserver, None
         if forkserver is not None:
             forkserver.stop()
+        self.aws.stop()  # last: pipelines may use it until they end
 
     # -- queries --------------------------------------------------------------------------------------
 

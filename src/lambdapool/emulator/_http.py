@@ -20,6 +20,7 @@ from .._errors import LambdapoolError, MethodNotAllowed, NotFound
 from .._invocation import parse_body
 from .._keys import is_authorized
 from .._names import ID_PATTERN
+from .._tasks import TaskState
 from ._catalog import Catalog
 from ._delivery import Deliveries, trigger_delivery
 from ._lambda_api import invoke
@@ -85,7 +86,7 @@ class EmulatorApp:
     def __init__(self, host: Host):
         self.host = host
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(EmulatorCollector(host.catalog.runtimes))
+        self.registry.register(EmulatorCollector(lambda: host.catalog.runtimes()))  # the catalog of now
         endpoint = rf"/(?P<service_id>{ID_PATTERN})/(?P<endpoint_id>{ID_PATTERN})"
         self.routes = (
             Route.of(rf"/public/api/v1{endpoint}/run", {"POST"}, self.run),
@@ -139,7 +140,7 @@ class EmulatorApp:
         tasks = self.host.tasks
         record = tasks.store.get(task_id)
         if record is None:
-            raise NotFound(f"unknown task {task_id!r}")
+            raise NotFound.task(task_id)
         self.host.catalog.service(record.service_id, request.headers.get("Authorization"))  # its key guards it
         if request.method == "DELETE":
             record = tasks.cancel(task_id) or record
@@ -151,8 +152,11 @@ class EmulatorApp:
         service_id = request.args.get("serviceId", "")
         if service_id:
             catalog.service(service_id, authorization)
+        status = request.args.get("status", "")
+        if status and status not in {state.value for state in TaskState}:
+            return json_response({"tasks": []})  # no task is ever in an unknown state
         records = self.host.tasks.store.list(
-            service_id, request.args.get("endpointId", ""), request.args.get("status", "")
+            service_id, request.args.get("endpointId", ""), TaskState(status) if status else None
         )
         visible = [
             record.to_json()

@@ -8,6 +8,7 @@ answers 204. A failed call is a 200 with ``X-Amz-Function-Error: Unhandled``.
 from __future__ import annotations
 
 import base64
+import enum
 import logging
 import math
 import uuid
@@ -28,7 +29,14 @@ if TYPE_CHECKING:
     from ._http import Host
 
 log = logging.getLogger("lambdapool.lambda")
-INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+
+
+class InvocationType(str, enum.Enum):
+    """``X-Amz-Invocation-Type``: wait for the result, queue the call, or only check it could be made."""
+
+    REQUEST_RESPONSE = "RequestResponse"
+    EVENT = "Event"
+    DRY_RUN = "DryRun"
 
 
 def bare_function_name(function_name: str) -> str:
@@ -71,9 +79,10 @@ def invoke(host: Host, request: Request, function_name: str) -> Response:
     runtime = host.catalog.function(name)
     if runtime is None:
         return lambda_error(404, "ResourceNotFoundException", f"Function not found: {name}")
-    invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
-    if invocation_type not in INVOCATION_TYPES:
-        return lambda_error(400, "InvalidParameterValueException", f"invalid invocation type {invocation_type}")
+    requested = request.headers.get("X-Amz-Invocation-Type", InvocationType.REQUEST_RESPONSE.value)
+    if requested not in {kind.value for kind in InvocationType}:
+        return lambda_error(400, "InvalidParameterValueException", f"invalid invocation type {requested}")
+    invocation_type = InvocationType(requested)
     try:
         payload = parse_body(read_body(request, host.max_body_bytes))
     except PayloadTooLarge as error:
@@ -81,9 +90,9 @@ def invoke(host: Host, request: Request, function_name: str) -> Response:
     except BadRequest as error:
         return lambda_error(400, "InvalidRequestContentException", error.message)
     headers = {"X-Amz-Executed-Version": "$LATEST"}
-    if invocation_type == "DryRun":
+    if invocation_type is InvocationType.DRY_RUN:
         return Response(status=204, headers=headers)
-    if invocation_type == "Event":
+    if invocation_type is InvocationType.EVENT:
         failed = _event_failed(runtime)
         try:
             host.deliveries.submit(Delivery(runtime, lambda_arguments(runtime, payload), on_failure=failed))

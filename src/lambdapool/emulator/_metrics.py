@@ -133,7 +133,7 @@ def endpoint_status(runtime: EndpointRuntime) -> dict[str, Any]:
         {
             "pipelineId": pipeline.label,
             "pid": pipeline.pid,
-            "state": state,
+            "state": state.value if state is not None else "stopping",
             "calls": pipeline.calls,
             "initMs": round(pipeline.init_ms, 3),
             "rssBytes": pipeline.rss_bytes(),

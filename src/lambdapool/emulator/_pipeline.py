@@ -13,6 +13,9 @@ import socket
 import threading
 from typing import Any, Protocol
 
+from .._errors import Cancelled, LambdapoolError, OutOfMemory, PipelineCrashed, Timeout
+from .._model import EndpointSpec
+from ._metrics import Counter
 from ._wire import FrameReader, send_frame
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -53,6 +56,24 @@ def describe_exit(status: int | None) -> str:
     return f"the pipeline process exited with code {os.WEXITSTATUS(status)}"
 
 
+def ending(
+    pipeline: PipelineHandle, spec: EndpointSpec, start_timeout_s: float | None = None
+) -> tuple[LambdapoolError, Counter | None]:
+    """What a call is answered when its pipeline ended under it (or while starting, ``start_timeout_s``
+    given), and the counter that ending counts: a kill says why, otherwise the process died by itself."""
+    if pipeline.kill_reason is KillReason.CANCELLED:
+        return Cancelled.running(pipeline.label), None
+    if pipeline.kill_reason is KillReason.TIMEOUT:
+        if start_timeout_s is not None:
+            return Timeout.init(spec.where, start_timeout_s), Counter.TIMEOUTS
+        return Timeout.call(spec.where, spec.timeout_s, pipeline.label), Counter.TIMEOUTS
+    if pipeline.kill_reason is KillReason.OUT_OF_MEMORY:
+        return OutOfMemory.over(spec.where, spec.memory_mb), Counter.OUT_OF_MEMORY
+    pipeline.exited.wait(2.0)  # the exit status arrives from the fork server just after the socket closes
+    how = describe_exit(pipeline.exit_status)
+    return PipelineCrashed.died(spec.where, how, pipeline.label, starting=start_timeout_s is not None), Counter.CRASHES
+
+
 class PipelineHandle(Protocol):
     """What a pool needs of a pipeline. One call at a time; every method may be called from any thread."""
 
@@ -61,7 +82,7 @@ class PipelineHandle(Protocol):
     init_ms: float
     calls: int
     kill_reason: KillReason | None
-    #: ``time.monotonic()`` by which the running call must end (``None`` between calls).
+    #: When (on the pool's clock) the running call must end (``None`` between calls).
     call_deadline: float | None
     exit_status: int | None
     exited: threading.Event
@@ -124,7 +145,7 @@ class Pipeline:
         """Send a call and wait for its reply.
 
         The socket blocks without a timeout (a timeout would cost a ``poll`` per read): the supervisor kills
-        the process once ``deadline`` (a ``time.monotonic()`` time) passes, which ends the wait.
+        the process once ``deadline`` (on the pool's clock) passes, which ends the wait.
         """
         self.calls += 1
         self.call_deadline = deadline
@@ -165,6 +186,12 @@ class Pipeline:
             self._pidfd = None
 
     def _close_socket(self) -> None:
+        # Shut the connection down before closing: a process the function forked may hold a copy of the
+        # socket, and only a shutdown wakes a thread blocked reading it here.
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self._sock.close()
         except OSError:

@@ -25,12 +25,11 @@ from .._errors import (
     PipelineCrashed,
     QueueFull,
     QueueTimeout,
-    Timeout,
     error_from_body,
 )
 from .._model import EndpointSpec
 from ._metrics import Counter, EndpointStats, endpoint_status
-from ._pipeline import KillReason, PipelineHandle, describe_exit
+from ._pipeline import KillReason, PipelineHandle, ending
 from ._pool import Action, Dispatch, Fail, PipelineState, PoolCore, PoolSnapshot, Reject, RejectReason, Retire, Start
 
 #: ``launch(pool_id, label)`` starts a pipeline and returns its handle (before it reports ready).
@@ -89,7 +88,9 @@ class EndpointRuntime:
         self.spec = spec
         self.stats = EndpointStats()
         self._launch = launch
-        self._start_timeout_s = start_timeout_s or max(MIN_START_TIMEOUT_S, float(spec.timeout_s))
+        self._start_timeout_s = (
+            start_timeout_s if start_timeout_s is not None else max(MIN_START_TIMEOUT_S, float(spec.timeout_s))
+        )
         self._clock = clock
         self._lock = threading.Lock()
         self._core = PoolCore(spec.pool)
@@ -174,13 +175,10 @@ class EndpointRuntime:
         with self._lock:
             return self._core.snapshot()
 
-    def pipelines(self) -> list[tuple[PipelineHandle, str]]:
-        """Every pipeline with its state (``starting``, ``idle``, ``busy``, or ``stopping`` once let go)."""
+    def pipelines(self) -> list[tuple[PipelineHandle, PipelineState | None]]:
+        """Every pipeline with its state in the pool (``None`` once the pool has let it go)."""
         with self._lock:
-            return [
-                (pipeline, state.value if (state := self._core.state_of(pool_id)) else "stopping")
-                for pool_id, pipeline in self._pipelines.items()
-            ]
+            return [(pipeline, self._core.state_of(pool_id)) for pool_id, pipeline in self._pipelines.items()]
 
     def status(self) -> dict[str, Any]:
         """This endpoint's part of ``/__lambdapool__/status`` (see :func:`~._metrics.endpoint_status`)."""
@@ -305,21 +303,12 @@ class EndpointRuntime:
         )
 
     def _death_error(self, pipeline: PipelineHandle, *, starting: bool = False) -> LambdapoolError:
-        """What to answer for a call whose pipeline died under it (or was killed for it), or for a start."""
-        spec = self.spec
-        if pipeline.kill_reason is KillReason.CANCELLED:
-            return Cancelled.running(pipeline.label)
-        if pipeline.kill_reason is KillReason.TIMEOUT:
-            self.stats.count(Counter.TIMEOUTS)
-            if starting:
-                return Timeout.init(spec.where, self._start_timeout_s)
-            return Timeout.call(spec.where, spec.timeout_s, pipeline.label)
-        if pipeline.kill_reason is KillReason.OUT_OF_MEMORY:
-            self.stats.count(Counter.OUT_OF_MEMORY)
-            return OutOfMemory.over(spec.where, spec.memory_mb)
-        pipeline.exited.wait(2.0)  # the exit status arrives from the fork server just after the socket closes
-        self.stats.count(Counter.CRASHES)
-        return PipelineCrashed.died(spec.where, describe_exit(pipeline.exit_status), pipeline.label, starting=starting)
+        """What to answer for a call whose pipeline died under it (or was killed for it), or for a start;
+        counted."""
+        error, counter = ending(pipeline, self.spec, self._start_timeout_s if starting else None)
+        if counter is not None:
+            self.stats.count(counter)
+        return error
 
     def _finish(self, pool_id: int, pipeline: PipelineHandle, healthy: bool) -> None:
         with self._lock:
@@ -354,7 +343,7 @@ class EndpointRuntime:
                 error = self._start_errors.pop(action.pipeline_id, None)
                 ticket = self._tickets.get(str(action.request_id))
                 if ticket is not None:
-                    ticket.error = error or PipelineCrashed("the pipeline failed to start")
+                    ticket.error = error or PipelineCrashed.not_started()
                     ticket.event.set()
             elif isinstance(action, Retire):
                 with self._lock:
@@ -388,10 +377,14 @@ class EndpointRuntime:
             if self._closed:
                 return
             starter = threading.Thread(
-                target=self._start_pipeline, args=(pool_id,), name=f"lambdapool-start-{self.spec.lambda_name}-{pool_id}"
+                target=self._start_pipeline, args=(pool_id,), name=f"lambdapool-start-{self._label(pool_id)}"
             )
             self._starters.add(starter)
         starter.start()
+
+    def _label(self, pool_id: int) -> str:
+        """A pipeline's name in the envelope and the status: ``{service}-{endpoint}-{n}``."""
+        return f"{self.spec.lambda_name}-{pool_id}"
 
     def _start_pipeline(self, pool_id: int) -> None:
         try:
@@ -403,9 +396,9 @@ class EndpointRuntime:
     def _start(self, pool_id: int) -> None:
         started = self._clock()
         try:
-            pipeline = self._launch(pool_id, f"{self.spec.lambda_name}-{pool_id}")
+            pipeline = self._launch(pool_id, self._label(pool_id))
         except Exception as exc:
-            self._start_failed(pool_id, PipelineCrashed(f"could not start a pipeline: {exc}"))
+            self._start_failed(pool_id, PipelineCrashed.not_started(exc))
             return
         with self._lock:
             if self._closed:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import PipelineCrashed
-from .._tasks import TASK_ID, MemoryTaskStore, TaskRecord, TaskStore, checked_task_id
+from .._tasks import MemoryTaskStore, TaskRecord, TaskStore
 from ._delivery import Deliveries, Delivery
 from ._runtime import EndpointRuntime
 
@@ -28,9 +28,7 @@ class FileTaskStore(MemoryTaskStore):
         super().__init__()
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        interrupted = PipelineCrashed(
-            "the emulator stopped before the task finished", "the task was queued or running when the emulator stopped"
-        )
+        interrupted = PipelineCrashed.interrupted()
         for path in directory.glob("*.json"):
             try:
                 record = TaskRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
@@ -38,19 +36,14 @@ class FileTaskStore(MemoryTaskStore):
                 log.warning("ignoring unreadable task file %s", path)
                 continue
             if record.status.is_final:
-                super().put(record)  # already on disk as it is
+                super()._write(record)  # already on disk as it is
             else:
                 self.put(record.ended_with(interrupted))
 
-    def get(self, task_id: str) -> TaskRecord | None:
-        """The record, or ``None`` for an unknown or malformed id (ids never reach the file system unchecked)."""
-        return super().get(task_id) if TASK_ID.fullmatch(task_id) else None
-
-    def put(self, record: TaskRecord) -> None:
-        """Keep and write ``record``; raises ``ValueError`` for a malformed id (it never reaches the disk)."""
+    def _write(self, record: TaskRecord) -> None:
         with self._lock:
-            super().put(record)
-            path = self.directory / f"{checked_task_id(record.task_id)}.json"
+            super()._write(record)
+            path = self.directory / f"{record.task_id}.json"
             temporary = path.with_suffix(".tmp")
             temporary.write_text(json.dumps(record.to_json()), encoding="utf-8")
             os.replace(temporary, path)

@@ -121,7 +121,7 @@ def _serve(sock: socket.socket, endpoint: Endpoint, config: PipelineConfig) -> i
             reply = {"op": "error", "error": exc.to_body(), "retryAfterS": exc.retry_after_s}
         except Exception as exc:  # outside the user's function (e.g. a task's state store): report, not crash
             trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            error = FunctionError(type(exc).__name__, str(exc) or type(exc).__name__, trace)
+            error = FunctionError.of(exc, trace)
             reply = {"op": "error", "error": error.to_body()}
         reply["executionMs"] = (time.perf_counter() - started) * 1000
         reply["peakRssBytes"] = peak_rss_bytes()

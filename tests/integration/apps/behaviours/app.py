@@ -84,6 +84,22 @@ def hang(hang: bool = True):
     return {"pid": os.getpid()}
 
 
+@svc.function(pool=Pool(floor=1, ceil=1, cruise=1, queue=4), timeout_s=1)
+def fork_and_hang(gate: str):
+    """Forks a child that inherits the pipeline's socket and outlives the pipeline until the test opens
+    ``gate`` (its pid is written to ``gate + '.pid'``), then hangs past timeout_s."""
+    child = os.fork()
+    if child == 0:
+        try:
+            _wait_for(gate, limit_s=120)  # longer than any client waits for the answer
+        finally:
+            os._exit(0)
+    with open(gate + ".pid", "w") as pid_file:
+        pid_file.write(str(child))
+    while True:
+        time.sleep(0.05)
+
+
 @svc.function(pool=Pool(floor=1, ceil=1, cruise=1, queue=4), memory_mb=128)
 def hog(megabytes: int = 0, hold_s: float = 0.0):
     block = b"x" * (megabytes * 2**20)
