@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +84,28 @@ def start_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
     yield start
     for emulator in started:
         emulator.close()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start a process in a process group of its own (``subprocess.Popen`` arguments); at teardown, whatever
+    the test did, the whole group is killed and reaped, so that nothing it started outlives the test."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(args: list[str], **options: Any) -> subprocess.Popen[str]:
+        process: subprocess.Popen[str] = subprocess.Popen(args, start_new_session=True, text=True, **options)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the group outlives its leader: kill it even if it ended
+        except ProcessLookupError:
+            pass
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 @pytest.fixture

@@ -235,8 +235,9 @@ def test_submit_on_aws_invokes_asynchronously_and_keeps_state_in_s3(
             assert emulator.endpoint_status("demo", "add")["counters"]["succeeded"] == 1
 
 
-def test_chalice_local_serves_the_sample_project_from_its_directory() -> None:
-    """``cd sample_app && chalice local``, as the README says (its .chalice is the top-level one)."""
+def test_chalice_local_serves_the_sample_project_from_its_directory(spawn) -> None:
+    """``cd sample_app && chalice local``, as the README says (its .chalice is the top-level one). Its
+    autoreloader runs the server in a child process: the ``spawn`` fixture ends the whole group."""
     import socket
     import subprocess
 
@@ -246,21 +247,15 @@ def test_chalice_local_serves_the_sample_project_from_its_directory() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     chalice = str(Path(sys.executable).with_name("chalice"))
-    process = subprocess.Popen(
-        [chalice, "local", "--port", str(port)], cwd=SAMPLE_APP, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
+    spawn([chalice, "local", "--port", str(port)], cwd=SAMPLE_APP, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-        def answer():
-            try:
-                return requests.post(f"http://127.0.0.1:{port}/public/api/v1/demo/add/run", json={"x": 1, "y": 2})
-            except requests.ConnectionError:
-                return None
+    def answer():
+        try:
+            return requests.post(f"http://127.0.0.1:{port}/public/api/v1/demo/add/run", json={"x": 1, "y": 2})
+        except requests.ConnectionError:
+            return None
 
-        response = wait_until(answer)
-        assert response.status_code == 200 and response.json()["response"] == 3
-        bad = requests.post(f"http://127.0.0.1:{port}/public/api/v1/311/predict/run", json={"complaint_type": "x"})
-        assert bad.status_code == 400 and bad.json()["errorType"] == "BadRequest"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    response = wait_until(answer)
+    assert response.status_code == 200 and response.json()["response"] == 3
+    bad = requests.post(f"http://127.0.0.1:{port}/public/api/v1/311/predict/run", json={"complaint_type": "x"})
+    assert bad.status_code == 400 and bad.json()["errorType"] == "BadRequest"

@@ -7,7 +7,7 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,25 +26,35 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _start_cli(project: Path, *extra: str) -> tuple[subprocess.Popen[str], str, list[str]]:
-    state_dir = tempfile.mkdtemp(prefix="lambdapool-state-")  # not inside the project
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lambdapool.cli",
-            "local",
-            str(project),
-            "--port",
-            "0",
-            "--state-dir",
-            state_dir,
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+@pytest.fixture
+def start_cli(spawn: Callable[..., subprocess.Popen[str]], tmp_path: Path) -> Callable[..., tuple]:
+    """Start ``lambdapool local PROJECT --port 0`` (state outside the project); returns the process, its URL
+    and its banner. The process group is killed at teardown."""
+
+    def start(project: Path, *extra: str) -> tuple[subprocess.Popen[str], str, list[str]]:
+        state_dir = str(tmp_path / "state")
+        process = spawn(
+            [
+                sys.executable,
+                "-m",
+                "lambdapool.cli",
+                "local",
+                str(project),
+                "--port",
+                "0",
+                "--state-dir",
+                state_dir,
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        return _read_banner(process)
+
+    return start
+
+
+def _read_banner(process: subprocess.Popen[str]) -> tuple[subprocess.Popen[str], str, list[str]]:
     banner: list[str] = []
     assert process.stdout is not None
     for line in process.stdout:
@@ -68,37 +78,27 @@ def _emulator_pids(url: str) -> list[int]:
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_stopping_the_emulator_leaves_no_pipeline_behind(stop_signal: signal.Signals) -> None:
-    process, url, banner = _start_cli(SAMPLE_APP)
-    try:
-        assert any("/public/api/v1/311/predict/run" in line and "ceil=8" in line for line in banner)
-        answer = requests.post(f"{url}/public/api/v1/demo/add/run", json={"x": 1, "y": 1}, timeout=30)
-        assert answer.json()["response"] == 2
-        pids = _emulator_pids(url)
-        assert len(pids) >= 5 and all(_alive(pid) for pid in pids)
-        process.send_signal(stop_signal)
-        assert process.wait(timeout=30) == 0
-        wait_until(lambda: not any(_alive(pid) for pid in pids), timeout_s=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+def test_stopping_the_emulator_leaves_no_pipeline_behind(stop_signal: signal.Signals, start_cli) -> None:
+    process, url, banner = start_cli(SAMPLE_APP)
+    assert any("/public/api/v1/311/predict/run" in line and "ceil=8" in line for line in banner)
+    answer = requests.post(f"{url}/public/api/v1/demo/add/run", json={"x": 1, "y": 1}, timeout=30)
+    assert answer.json()["response"] == 2
+    pids = _emulator_pids(url)
+    assert len(pids) >= 5 and all(_alive(pid) for pid in pids)
+    process.send_signal(stop_signal)
+    assert process.wait(timeout=30) == 0
+    wait_until(lambda: not any(_alive(pid) for pid in pids), timeout_s=10)
 
 
-def test_a_killed_emulator_takes_its_pipelines_and_its_local_aws_with_it() -> None:
-    process, url, _ = _start_cli(APPS / "behaviours")  # with moto's server, the default local AWS
-    try:
-        pids = _emulator_pids(url)
-        moto_pid = requests.get(f"{url}/__lambdapool__/status", timeout=10).json()["aws"]["pid"]
-        assert moto_pid is not None and _alive(moto_pid)
-        pids.append(moto_pid)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-        wait_until(lambda: not any(_alive(pid) for pid in pids), timeout_s=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+def test_a_killed_emulator_takes_its_pipelines_and_its_local_aws_with_it(start_cli) -> None:
+    process, url, _ = start_cli(APPS / "behaviours")  # with moto's server, the default local AWS
+    pids = _emulator_pids(url)
+    moto_pid = requests.get(f"{url}/__lambdapool__/status", timeout=10).json()["aws"]["pid"]
+    assert moto_pid is not None and _alive(moto_pid)
+    pids.append(moto_pid)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    wait_until(lambda: not any(_alive(pid) for pid in pids), timeout_s=10)
 
 
 def _failed_start(project: Path) -> str:
@@ -123,8 +123,8 @@ def test_a_missing_app_py_is_a_clear_error(tmp_path: Path) -> None:
     assert "app.py not found" in _failed_start(tmp_path)
 
 
-def test_the_cold_start_delay_flag_adds_to_every_pipeline_start() -> None:
-    process, url, _ = _start_cli(SAMPLE_APP, "--cold-start-delay-ms", "300")
+def test_the_cold_start_delay_flag_adds_to_every_pipeline_start(start_cli) -> None:
+    process, url, _ = start_cli(SAMPLE_APP, "--cold-start-delay-ms", "300")
     try:
         answer = requests.post(f"{url}/public/api/v1/demo/api_py_function/run", json={}, timeout=30).json()
         assert answer["apiContext"]["coldStart"] is True
