@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import BadRequest, FunctionError, LambdapoolError, OutputMismatch, ResultNotSerializable
-from ._names import lambda_name
+from ._names import TASK_KEY, lambda_name
 
 if TYPE_CHECKING:
     from ._model import Endpoint
@@ -31,8 +31,8 @@ __all__ = [
     "parse_body",
 ]
 
-#: Injected by lambdapool, never bound from the request body.
-RESERVED_PARAMETERS = frozenset({"context"})
+#: Injected by lambdapool (``context``) or internal (the task envelope): never bound from a request body.
+RESERVED_PARAMETERS = frozenset({"context", TASK_KEY})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ import re
 __all__ = [
     "ID_PATTERN",
     "LAMBDA_NAME_LIMIT",
+    "TASK_KEY",
     "check_deployed_name",
     "check_id",
     "deployed_name",
@@ -22,6 +23,9 @@ __all__ = [
 #: What service and endpoint ids are made of (Dataiku's rule); also the path parameters that match them.
 ID_PATTERN = r"[A-Za-z0-9_-]+"
 _ID = re.compile(ID_PATTERN)
+#: Marks a Lambda event that carries a task submitted through ``/submit`` (an internal envelope: reserved,
+#: never bound from a request body).
+TASK_KEY = "__lambdapool_task__"
 #: AWS Lambda's limit on a function name.
 LAMBDA_NAME_LIMIT = 64
 

@@ -11,15 +11,19 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import hmac
 import json
+import os
 import re
+import secrets
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._errors import Cancelled, LambdapoolError, Timeout
+from ._errors import BadRequest, Cancelled, ConfigurationError, LambdapoolError, Timeout
+from ._names import TASK_KEY
 
 if TYPE_CHECKING:
     from ._invocation import InvocationContext
@@ -41,8 +45,6 @@ __all__ = [
 
 #: A task id: 32 lowercase hex digits (a UUID4). Ids never reach a file system or a bucket unchecked.
 TASK_ID = re.compile(r"[0-9a-f]{32}")
-#: Marks a Lambda event that carries a task submitted through ``/submit``: ``{TASK_KEY: {...}, "arguments"}``.
-TASK_KEY = "__lambdapool_task__"
 
 
 def checked_task_id(task_id: object) -> str:
@@ -94,11 +96,15 @@ class TaskRecord:
     finished_at: str | None = None
     response: Any = None
     error: dict[str, str] | None = None
+    #: A secret the task's envelope carries, so that only the submitter's invocation can run the task.
+    token: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def new(cls, service_id: str, endpoint_id: str) -> TaskRecord:
-        """A freshly submitted task: a new id, ``QUEUED``, stamped now."""
-        return cls(uuid.uuid4().hex, service_id, endpoint_id, TaskState.QUEUED, utc_timestamp())
+        """A freshly submitted task: a new id and token, ``QUEUED``, stamped now."""
+        return cls(
+            uuid.uuid4().hex, service_id, endpoint_id, TaskState.QUEUED, utc_timestamp(), token=secrets.token_hex(16)
+        )
 
     def started(self) -> TaskRecord:
         return dataclasses.replace(self, status=TaskState.RUNNING, started_at=utc_timestamp())
@@ -112,7 +118,8 @@ class TaskRecord:
             self, status=TaskState.for_error(error), finished_at=utc_timestamp(), error=error.to_body()
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, with_token: bool = False) -> dict[str, Any]:
+        """What ``GET /public/api/v1/tasks/{taskId}`` answers; ``with_token`` (for storage) adds the token."""
         data: dict[str, Any] = {
             "taskId": self.task_id,
             "serviceId": self.service_id,
@@ -126,6 +133,8 @@ class TaskRecord:
             data["response"] = self.response
         if self.error is not None:
             data["error"] = self.error
+        if with_token:
+            data["token"] = self.token
         return data
 
     @classmethod
@@ -141,6 +150,7 @@ class TaskRecord:
             finished_at=data.get("finishedAt"),
             response=data.get("response"),
             error=data.get("error"),
+            token=str(data.get("token", "")),
         )
 
 
@@ -228,7 +238,7 @@ class S3TaskStore(TaskStore):
         return TaskRecord.from_json(json.loads(body))
 
     def _write(self, record: TaskRecord) -> None:
-        body = json.dumps(record.to_json()).encode()
+        body = json.dumps(record.to_json(with_token=True)).encode()
         self._s3.put_object(Bucket=self.bucket, Key=f"tasks/{record.task_id}.json", Body=body)
 
     def records(self) -> Iterator[TaskRecord]:
@@ -240,9 +250,25 @@ class S3TaskStore(TaskStore):
                     yield record
 
 
-def task_event(task_id: str, bucket: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+#: Where task records are kept on AWS (see ``infra/task-bucket.yaml``): the stage's environment variable.
+TASK_BUCKET_VARIABLE = "LAMBDAPOOL_TASK_BUCKET"
+
+
+def task_bucket() -> str:
+    """The bucket this function keeps task records in; raises :class:`ConfigurationError` without one."""
+    bucket = os.environ.get(TASK_BUCKET_VARIABLE)
+    if not bucket:
+        raise ConfigurationError(
+            f"tasks need a bucket on AWS: {TASK_BUCKET_VARIABLE} is not set",
+            f"deploy infra/task-bucket.yaml and set {TASK_BUCKET_VARIABLE} in the stage's environment_variables",
+        )
+    return bucket
+
+
+def task_event(record: TaskRecord, bucket: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
     """The Lambda event that carries a submitted task to the endpoint's function."""
-    return {TASK_KEY: {"taskId": task_id, "bucket": bucket}, "arguments": dict(arguments)}
+    envelope = {"taskId": record.task_id, "bucket": bucket, "token": record.token}
+    return {TASK_KEY: envelope, "arguments": dict(arguments)}
 
 
 def run_task(
@@ -286,7 +312,16 @@ def run_task(
 def run_task_event(endpoint: Endpoint, event: Mapping[str, Any], invocation: InvocationContext) -> dict[str, Any]:
     """Run the task an asynchronous invocation carries (see :func:`task_event`); returns its final record."""
     envelope = event[TASK_KEY]
+    if not isinstance(envelope, dict):
+        raise BadRequest("the task envelope is not an object")
+    bucket = task_bucket()  # the function's own setting: an envelope never chooses where records are written
+    if envelope.get("bucket") != bucket:
+        raise BadRequest(f"the task envelope names a bucket other than {TASK_BUCKET_VARIABLE}")
+    store = S3TaskStore(bucket)
+    task_id = str(envelope.get("taskId", ""))
+    submitted = store.get(task_id)
+    if submitted is None or not hmac.compare_digest(submitted.token, str(envelope.get("token", ""))):
+        raise BadRequest("the task envelope does not match a submitted task")
     arguments = endpoint.parameters.bind(event.get("arguments") or {})
-    task_id = str(envelope["taskId"])
-    record = run_task(endpoint, task_id, arguments, S3TaskStore(str(envelope["bucket"])), invocation)
+    record = run_task(endpoint, task_id, arguments, store, invocation)
     return record.to_json() if record is not None else {"taskId": task_id, "status": TaskState.FAILED.value}

@@ -32,7 +32,6 @@ from chalice.app import Blueprint, Chalice, CloudWatchEvent, Response, S3Event
 from ._errors import (
     BadRequest,
     Cancelled,
-    ConfigurationError,
     FunctionError,
     LambdapoolError,
     NotFound,
@@ -42,15 +41,15 @@ from ._forward import forward, forwarding_enabled, function_name, lambda_client,
 from ._invocation import InvocationContext, call_endpoint, call_trigger, parse_body
 from ._keys import check_api_key
 from ._model import SYNC_PAYLOAD_LIMIT_BYTES, Endpoint, Service
-from ._names import check_deployed_name, run_path, submit_path
+from ._names import TASK_KEY, check_deployed_name, run_path, submit_path
 from ._tasks import (
-    TASK_KEY,
     MemoryTaskStore,
     S3TaskStore,
     TaskRecord,
     TaskStore,
     run_task,
     run_task_event,
+    task_bucket,
     task_event,
 )
 from ._triggers import TriggerKind
@@ -348,7 +347,7 @@ def _register_routes(blueprint: Blueprint, app: Chalice, service: Service, endpo
         store.put(record)
         if forwarding_enabled(endpoint):
             assert isinstance(store, S3TaskStore)
-            payload = json.dumps(task_event(record.task_id, store.bucket, arguments)).encode()
+            payload = json.dumps(task_event(record, store.bucket, arguments)).encode()
             lambda_client(endpoint).invoke(
                 FunctionName=function_name(endpoint), InvocationType="Event", Payload=payload
             )
@@ -365,15 +364,7 @@ def _register_routes(blueprint: Blueprint, app: Chalice, service: Service, endpo
 
 
 def _task_store() -> TaskStore:
-    if not on_lambda():
-        return _LOCAL_TASKS
-    bucket = os.environ.get("LAMBDAPOOL_TASK_BUCKET")
-    if not bucket:
-        raise ConfigurationError(
-            "tasks need a bucket on AWS: LAMBDAPOOL_TASK_BUCKET is not set",
-            "deploy infra/task-bucket.yaml and set LAMBDAPOOL_TASK_BUCKET in the stage's environment_variables",
-        )
-    return S3TaskStore(bucket)
+    return S3TaskStore(task_bucket()) if on_lambda() else _LOCAL_TASKS
 
 
 def _register_task_route(blueprint: Blueprint, app: Chalice) -> None:

@@ -9,22 +9,32 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from .conftest import Client, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-def lambda_client(emulator: Client):
+def lambda_client(emulator: Client, access_key_id: str = "testing"):
     return boto3.client(
         "lambda",
         endpoint_url=emulator.url,
         region_name="us-east-1",
-        aws_access_key_id="testing",
+        aws_access_key_id=access_key_id,
         aws_secret_access_key="testing",
         # No client-side retries: the test wants to see each throttle.
         config=Config(retries={"total_max_attempts": 1}, read_timeout=60),
     )
+
+
+def test_a_keyed_service_takes_its_key_as_boto3_access_key_id_and_refuses_others(behaviours: Client) -> None:
+    answer = lambda_client(behaviours, "s3cr3t-key").invoke(FunctionName="secured-hello", Payload=b'{"name": "ada"}')
+    assert json.loads(answer["Payload"].read()) == "hello ada"
+    with pytest.raises(ClientError) as refused:
+        lambda_client(behaviours, "testing").invoke(FunctionName="secured-hello", Payload=b"{}")
+    assert refused.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
 def test_request_response_returns_the_result(behaviours: Client) -> None:

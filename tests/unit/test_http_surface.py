@@ -409,6 +409,14 @@ def test_submit_checks_parameters_before_accepting_a_task(surface: Surface) -> N
     assert list(surface.store.records()) == []
 
 
+def test_the_task_envelope_cannot_be_sent_in_a_body_even_to_kwargs(surface: Surface) -> None:
+    envelope = {"__lambdapool_task__": {"taskId": "0" * 32, "bucket": "theirs", "token": "x"}, "arguments": {}}
+    for path in ("/public/api/v1/b/echo/run", "/public/api/v1/b/echo/submit"):
+        answer = surface.client.post(path, json=envelope)
+        assert error_body(answer, 400)["message"] == "reserved parameter(s) cannot be sent: __lambdapool_task__"
+    assert surface.launchers["b-echo"].launched == []
+
+
 def test_context_cannot_be_sent_in_the_body(surface: Surface) -> None:
     assert error_body(surface.run("b", "echo", {"context": "forged"}), 400) == {
         "errorType": "BadRequest",
@@ -548,17 +556,37 @@ def test_a_task_of_a_secured_service_is_guarded_by_its_keys(surface: Surface) ->
     assert error_body(surface.client.get("/public/api/v1/tasks?serviceId=secured"), 401) == UNAUTHORIZED
 
 
-@pytest.mark.xfail(strict=True, reason="DESIGN.md section 6: fire must check the service's keys; it does not")
 def test_firing_a_schedule_of_a_secured_service_needs_a_key(surface: Surface) -> None:
     assert error_body(surface.client.post("/__lambdapool__/schedules/secured/nightly/fire"), 401) == UNAUTHORIZED
+    assert error_body(surface.client.post("/__lambdapool__/schedules/secured/nope/fire"), 401) == UNAUTHORIZED
     assert surface.launchers["secured-nightly"].launched == []
+    fired = surface.client.post(
+        "/__lambdapool__/schedules/secured/nightly/fire", headers={"Authorization": basic("s3cr3t-key")}
+    )
+    assert fired.status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="DESIGN.md section 6: the Invoke API must check the service's keys; it does not")
-def test_invoking_a_function_of_a_secured_service_needs_a_key(surface: Surface) -> None:
-    answer = surface.invoke("secured-hello", b"{}")
-    assert 400 <= answer.status_code < 500
+SIGV4 = "AWS4-HMAC-SHA256 Credential={}/20261122/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0"
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, basic("wrong"), "Bearer wrong", SIGV4.format("AKIAWRONG"), "AWS4-HMAC-SHA256 nonsense"]
+)
+def test_invoking_a_function_of_a_secured_service_needs_a_key(surface: Surface, authorization: str | None) -> None:
+    # As Lambda answers a request signed with an unknown access key id: 403 UnrecognizedClientException.
+    answer = surface.invoke("secured-hello", b"{}", **({"Authorization": authorization} if authorization else {}))
+    assert answer.status_code == 403
+    assert answer.headers["x-amzn-ErrorType"] == "UnrecognizedClientException"
+    assert answer.get_json()["message"] == "The security token included in the request is invalid."
     assert surface.launchers["secured-hello"].launched == []
+
+
+@pytest.mark.parametrize("authorization", [basic("s3cr3t-key"), "Bearer other-key", SIGV4.format("s3cr3t-key")])
+def test_the_invoke_api_takes_the_key_as_basic_bearer_or_sigv4_access_key_id(
+    surface: Surface, authorization: str
+) -> None:
+    answer = surface.invoke("secured-hello", b'{"name": "ada"}', Authorization=authorization)
+    assert answer.status_code == 200 and answer.get_json() == "hello ada"
 
 
 # -- the run envelope and the pools' answers -----------------------------------------------------------------
@@ -843,12 +871,21 @@ def test_fire_runs_a_scheduled_endpoint_with_an_eventbridge_event(surface: Surfa
     assert surface.endpoint_status("b", "tick")["counters"]["eventsDelivered"] == 1
 
 
-@pytest.mark.parametrize(("service", "endpoint"), [("b", "echo"), ("b", "nope"), ("nope", "tick")])
+@pytest.mark.parametrize(("service", "endpoint"), [("b", "echo"), ("b", "nope")])
 def test_fire_of_an_endpoint_that_is_not_scheduled_is_not_found(surface: Surface, service: str, endpoint: str) -> None:
     message = f"no scheduled endpoint {service}/{endpoint}"
     answer = surface.client.post(f"/__lambdapool__/schedules/{service}/{endpoint}/fire")
     assert error_body(answer, 404) == {"errorType": "NotFound", "message": message, "detailedMessage": message}
     assert surface.launchers["b-echo"].launched == []
+
+
+def test_fire_of_an_unknown_service_is_not_found_like_run(surface: Surface) -> None:
+    answer = surface.client.post("/__lambdapool__/schedules/nope/tick/fire")
+    assert error_body(answer, 404) == {
+        "errorType": "NotFound",
+        "message": "unknown service 'nope'",
+        "detailedMessage": "services: b, secured",
+    }
 
 
 def test_status_and_aws_answer_the_hosts_json(surface: Surface) -> None:

@@ -264,7 +264,9 @@ def test_file_store_writes_one_json_file_per_record_and_leaves_no_temporary_file
     store.put(running)
 
     assert sorted(path.name for path in tmp_path.iterdir()) == [f"{running.task_id}.json"]
-    assert json.loads((tmp_path / f"{running.task_id}.json").read_text(encoding="utf-8")) == running.to_json()
+    assert json.loads((tmp_path / f"{running.task_id}.json").read_text(encoding="utf-8")) == running.to_json(
+        with_token=True
+    )
 
 
 @pytest.mark.parametrize("left", [TaskState.QUEUED, TaskState.RUNNING])
@@ -283,7 +285,7 @@ def test_a_record_left_queued_or_running_on_disk_is_failed_with_pipeline_crashed
     assert TIMESTAMP.fullmatch(loaded.finished_at or "")
     assert dataclasses.replace(loaded, status=left, error=None, finished_at=None) == interrupted
     on_disk = json.loads((tmp_path / f"{interrupted.task_id}.json").read_text(encoding="utf-8"))
-    assert on_disk == loaded.to_json()  # recorded, so that the next start finds it failed
+    assert on_disk == loaded.to_json(with_token=True)  # recorded, so that the next start finds it failed
     assert FileTaskStore(tmp_path).get(interrupted.task_id) == loaded
 
 
@@ -380,6 +382,7 @@ def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         import boto3
 
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="task-bucket")
+        monkeypatch.setenv("LAMBDAPOOL_TASK_BUCKET", "task-bucket")  # the functions' own setting
         yield "task-bucket"
 
 
@@ -393,7 +396,7 @@ def test_s3_store_keeps_each_record_as_tasks_id_json(bucket: str) -> None:
     store.put(done)
 
     body = boto3.client("s3").get_object(Bucket=bucket, Key=f"tasks/{done.task_id}.json")["Body"].read()
-    assert json.loads(body) == done.to_json()
+    assert json.loads(body) == done.to_json(with_token=True)
     assert store.get(done.task_id) == done
     assert store.get(record(9).task_id) is None
 
@@ -562,7 +565,7 @@ def test_run_task_event_runs_the_task_an_invocation_carries_and_records_it_in_s3
     queued = TaskRecord.new("svc", "add")
     store.put(queued)
 
-    answer = run_task_event(endpoint, task_event(queued.task_id, bucket, {"a": 2, "b": 5}), invocation(endpoint))
+    answer = run_task_event(endpoint, task_event(queued, bucket, {"a": 2, "b": 5}), invocation(endpoint))
 
     final = store.get(queued.task_id)
     assert final is not None and final.status is TaskState.DONE
@@ -570,12 +573,29 @@ def test_run_task_event_runs_the_task_an_invocation_carries_and_records_it_in_s3
     assert answer == final.to_json()
 
 
-def test_run_task_event_of_an_unknown_task_answers_failed(bucket: str) -> None:
+def test_run_task_event_of_an_unknown_task_is_refused(bucket: str) -> None:
     """Runs against moto's in-process S3 (see the ``bucket`` fixture)."""
     endpoint = endpoint_of(add)
-    task_id = record(7).task_id
+    unknown = TaskRecord.new("svc", "add")
 
-    answer = run_task_event(endpoint, task_event(task_id, bucket, {"a": 1}), invocation(endpoint))
+    with pytest.raises(BadRequest, match="does not match a submitted task"):
+        run_task_event(endpoint, task_event(unknown, bucket, {"a": 1}), invocation(endpoint))
 
-    assert answer == {"taskId": task_id, "status": "FAILED"}
-    assert S3TaskStore(bucket).get(task_id) is None
+    assert S3TaskStore(bucket).get(unknown.task_id) is None
+
+
+def test_a_forged_task_envelope_rewrites_no_record(bucket: str) -> None:
+    """An invocation that names a submitted task without its token, or another bucket, runs nothing and
+    changes no record. Runs against moto's in-process S3 (see the ``bucket`` fixture)."""
+    endpoint = endpoint_of(add)
+    store = S3TaskStore(bucket)
+    queued = TaskRecord.new("svc", "add")
+    store.put(queued)
+    forged = dataclasses.replace(queued, token="0" * 32)
+
+    with pytest.raises(BadRequest, match="does not match a submitted task"):
+        run_task_event(endpoint, task_event(forged, bucket, {"a": 1, "b": 1}), invocation(endpoint))
+    with pytest.raises(BadRequest, match="names a bucket other than LAMBDAPOOL_TASK_BUCKET"):
+        run_task_event(endpoint, task_event(queued, "attackers-bucket", {"a": 1, "b": 1}), invocation(endpoint))
+
+    assert store.get(queued.task_id) == queued

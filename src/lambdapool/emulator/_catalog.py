@@ -77,10 +77,10 @@ class Catalog:
             )
         return runtime
 
-    def scheduled_endpoint(self, service_id: str, endpoint_id: str) -> EndpointRuntime:
-        """A scheduled endpoint; raises :class:`NotFound`."""
-        service = self.services.get(service_id)
-        runtime = service.endpoints.get(endpoint_id) if service is not None else None
+    def scheduled_endpoint(self, service_id: str, endpoint_id: str, authorization: str | None) -> EndpointRuntime:
+        """A scheduled endpoint, if ``authorization`` carries one of its service's keys; raises as
+        :meth:`service`."""
+        runtime = self.service(service_id, authorization).endpoints.get(endpoint_id)
         trigger = runtime.spec.trigger if runtime is not None else None
         if runtime is None or trigger is None or trigger.kind is not TriggerKind.SCHEDULE:
             raise NotFound(f"no scheduled endpoint {service_id}/{endpoint_id}")

@@ -49,6 +49,7 @@ class Delivery:
     on_start: Callable[[], object] | None = None
     on_success: Callable[[CallResult], object] = _ignore
     on_failure: Callable[[LambdapoolError], object] = _ignore
+    lambda_event: bool = False  # an event of the Lambda Invoke API (see EndpointRuntime.call)
     accepted_at: float = 0.0
     cancelled: bool = False
     finished: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -178,6 +179,7 @@ class Deliveries:
                     request_id=delivery.request_id,
                     on_start=delivery.on_start,
                     cancelled=lambda: delivery.cancelled,
+                    lambda_event=delivery.lambda_event,
                 )
             except (QueueFull, QueueTimeout) as error:
                 # The pool is saturated: like Lambda's event queue, keep the work and try again.

@@ -173,7 +173,7 @@ class EmulatorApp:
     def fire(self, request: Request, service_id: str, endpoint_id: str) -> Response:
         """Fire a scheduled endpoint now, through its pool, and answer with the run envelope (or its error)."""
         catalog = self.host.catalog
-        runtime = catalog.scheduled_endpoint(service_id, endpoint_id)
+        runtime = catalog.scheduled_endpoint(service_id, endpoint_id, request.headers.get("Authorization"))
         now = datetime.datetime.now(datetime.timezone.utc)
         delivery = trigger_delivery(runtime, scheduled_event(catalog.deployed_name(runtime.spec.lambda_name), now))
         try:

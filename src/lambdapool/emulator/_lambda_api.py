@@ -20,7 +20,8 @@ from werkzeug.wrappers import Request, Response
 
 from .._errors import BadRequest, LambdapoolError, PayloadTooLarge, QueueFull
 from .._invocation import parse_body
-from .._tasks import TASK_KEY
+from .._keys import is_authorized
+from .._names import TASK_KEY
 from ._delivery import Delivery
 from ._requests import json_response, read_body
 from ._runtime import CallResult, EndpointRuntime
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from ._http import Host
 
 log = logging.getLogger("lambdapool.lambda")
+#: What Lambda answers a request signed with an unknown access key id (here: without the service's key).
+INVALID_TOKEN = "The security token included in the request is invalid."
 
 
 class InvocationType(str, enum.Enum):
@@ -79,6 +82,11 @@ def invoke(host: Host, request: Request, function_name: str) -> Response:
     runtime = host.catalog.function(name)
     if runtime is None:
         return lambda_error(404, "ResourceNotFoundException", f"Function not found: {name}")
+    keys = host.catalog.services[runtime.spec.service_id].api_keys
+    if not is_authorized(keys, request.headers.get("Authorization"), sigv4=True):
+        return lambda_error(
+            403, "UnrecognizedClientException", "The security token included in the request is invalid."
+        )
     requested = request.headers.get("X-Amz-Invocation-Type", InvocationType.REQUEST_RESPONSE.value)
     if requested not in {kind.value for kind in InvocationType}:
         return lambda_error(400, "InvalidParameterValueException", f"invalid invocation type {requested}")
@@ -95,12 +103,13 @@ def invoke(host: Host, request: Request, function_name: str) -> Response:
     if invocation_type is InvocationType.EVENT:
         failed = _event_failed(runtime)
         try:
-            host.deliveries.submit(Delivery(runtime, lambda_arguments(runtime, payload), on_failure=failed))
+            arguments = lambda_arguments(runtime, payload)
+            host.deliveries.submit(Delivery(runtime, arguments, on_failure=failed, lambda_event=True))
         except BadRequest as error:  # as on Lambda: accepted, then failed in the function
             failed(error)
         return Response(status=202, headers=headers)
     try:
-        result = runtime.call(lambda_arguments(runtime, payload), may_queue=False)
+        result = runtime.call(lambda_arguments(runtime, payload), may_queue=False, lambda_event=True)
     except QueueFull:
         return lambda_error(
             429,

@@ -41,10 +41,27 @@ MIN_START_TIMEOUT_S = 10.0
 class _Ticket:
     """A request's place in the pool: how the calling thread learns which pipeline serves it."""
 
-    __slots__ = ("arrived", "cancelled", "cold", "error", "event", "on_start", "pipeline_id", "request_id")
+    __slots__ = (
+        "arrived",
+        "cancelled",
+        "cold",
+        "error",
+        "event",
+        "lambda_event",
+        "on_start",
+        "pipeline_id",
+        "request_id",
+    )
 
-    def __init__(self, request_id: str, arrived: float, on_start: Callable[[], object] | None = None):
+    def __init__(
+        self,
+        request_id: str,
+        arrived: float,
+        on_start: Callable[[], object] | None = None,
+        lambda_event: bool = False,
+    ):
         self.request_id = request_id
+        self.lambda_event = lambda_event
         self.arrived = arrived
         self.event = threading.Event()
         self.pipeline_id: int | None = None
@@ -120,6 +137,7 @@ class EndpointRuntime:
         request_id: str | None = None,
         on_start: Callable[[], object] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        lambda_event: bool = False,
     ) -> CallResult:
         """Run one call with bound ``arguments`` through the pool; raises a :class:`LambdapoolError`.
 
@@ -127,9 +145,10 @@ class EndpointRuntime:
         that finds ``ceil`` pipelines busy is rejected at once (:class:`QueueFull`), as Lambda throttles.
         ``request_id`` names the call for :meth:`cancel`; ``on_start`` is called once it has a pipeline;
         ``cancelled`` is asked once the call is registered, so that a cancel that came before it is not lost.
+        ``lambda_event`` marks an event of the Lambda Invoke API (the only calls that may carry a task).
         """
         request_id = request_id or f"{self._id_prefix}-{next(self._request_numbers)}"
-        ticket = _Ticket(request_id, self._clock(), on_start)
+        ticket = _Ticket(request_id, self._clock(), on_start, lambda_event)
         self.stats.count(Counter.CALLS)
         try:
             with self._lock:
@@ -256,6 +275,8 @@ class EndpointRuntime:
         dispatched = self._clock()
         cold_ms = pipeline.init_ms if ticket.cold else 0.0
         header = {"op": "call", "requestId": ticket.request_id, "timeoutS": self.spec.timeout_s, "cold": ticket.cold}
+        if ticket.lambda_event:
+            header["lambdaEvent"] = True
         if ticket.cold:
             self.stats.count(Counter.COLD_STARTS)
         healthy = True  # until the call is sent, the pipeline is untouched

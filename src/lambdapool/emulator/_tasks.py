@@ -45,7 +45,7 @@ class FileTaskStore(MemoryTaskStore):
             super()._write(record)
             path = self.directory / f"{record.task_id}.json"
             temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(record.to_json()), encoding="utf-8")
+            temporary.write_text(json.dumps(record.to_json(with_token=True)), encoding="utf-8")
             os.replace(temporary, path)
 
 

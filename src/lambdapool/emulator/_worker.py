@@ -20,7 +20,8 @@ from typing import Any
 from .._errors import ChannelClosed, FunctionError, LambdapoolError, OutOfMemory
 from .._invocation import InvocationContext, call_endpoint, call_trigger, encode_result
 from .._model import Endpoint, Service
-from .._tasks import TASK_KEY, run_task_event
+from .._names import TASK_KEY
+from .._tasks import run_task_event
 from ..chalice import trigger_event
 from ._loader import find_services, import_app
 from ._project import PipelineConfig, PipelineMode
@@ -74,13 +75,14 @@ def run(sock: socket.socket, config: PipelineConfig) -> int:
     return _serve(sock, endpoint, config)
 
 
-def _call(endpoint: Endpoint, payload: bytes, context: InvocationContext) -> bytes:
+def _call(endpoint: Endpoint, payload: bytes, context: InvocationContext, lambda_event: bool) -> bytes:
     """Run one call: a trigger's raw Lambda event, a task a deployed ``/submit`` route sent (run as on
-    Lambda), or the bound arguments of a plain call."""
+    Lambda; only in an event of the Lambda Invoke API, ``lambda_event``: a request body never carries
+    one), or the bound arguments of a plain call."""
     arguments = json.loads(payload) if payload else {}
     if endpoint.trigger is not None:
         return call_trigger(endpoint, trigger_event(endpoint, arguments), context)
-    if TASK_KEY in arguments:
+    if lambda_event and TASK_KEY in arguments:
         return encode_result(run_task_event(endpoint, arguments, context))
     return call_endpoint(endpoint, arguments, context)
 
@@ -110,7 +112,7 @@ def _serve(sock: socket.socket, endpoint: Endpoint, config: PipelineConfig) -> i
         exit_after = False
         reply: dict[str, Any] = {"op": "result"}
         try:
-            result = _call(endpoint, payload, context)
+            result = _call(endpoint, payload, context, bool(header.get("lambdaEvent")))
         except FunctionError as exc:
             error: LambdapoolError = exc
             if isinstance(exc.__cause__, MemoryError):
