@@ -31,18 +31,23 @@ __all__ = [
     "ConfigurationError",
     "ForkServerError",
     "FunctionError",
+    "HeadersTooLarge",
+    "HttpVersionNotSupported",
     "LambdapoolError",
     "MethodNotAllowed",
     "NotFound",
     "OutOfMemory",
     "OutputMismatch",
+    "Overloaded",
     "PayloadTooLarge",
     "PipelineCrashed",
     "QueueFull",
     "QueueTimeout",
+    "RequestTimeout",
     "ResultNotSerializable",
     "Timeout",
     "Unauthorized",
+    "UriTooLong",
     "error_from_body",
 ]
 
@@ -139,6 +144,51 @@ class MethodNotAllowed(LambdapoolError):
 
     def headers(self) -> dict[str, str]:
         return {**super().headers(), "Allow": ", ".join(self.allowed)}
+
+
+class RequestTimeout(LambdapoolError):
+    """The request line, headers or body did not arrive within the server's time limit. Raised by the
+    emulator's HTTP server (a slow client cannot hold a connection)."""
+
+    status = 408
+    error_type = "RequestTimeout"
+
+
+class UriTooLong(LambdapoolError):
+    """The request line is over the HTTP server's limit (64 KiB). Raised by the emulator's HTTP server."""
+
+    status = 414
+    error_type = "UriTooLong"
+
+
+class HeadersTooLarge(LambdapoolError):
+    """Too many header lines, or one too long. Raised by the emulator's HTTP server."""
+
+    status = 431
+    error_type = "HeadersTooLarge"
+
+
+class HttpVersionNotSupported(LambdapoolError):
+    """The request line names an HTTP version the server does not speak. Raised by the emulator's HTTP
+    server."""
+
+    status = 505
+    error_type = "HttpVersionNotSupported"
+
+
+class Overloaded(LambdapoolError):
+    """The emulator is at its connection limit; answered at once, with ``Retry-After``."""
+
+    status = 503
+    error_type = "Overloaded"
+
+    @classmethod
+    def at_limit(cls, max_connections: int) -> Overloaded:
+        return cls(
+            f"the emulator is serving its limit of {max_connections} connections",
+            "retry after the Retry-After delay, or raise lambdapool local's --max-connections",
+            retry_after_s=1,
+        )
 
 
 class PayloadTooLarge(LambdapoolError):
@@ -331,7 +381,12 @@ _NAMED_ERRORS: tuple[type[LambdapoolError], ...] = (
     Unauthorized,
     NotFound,
     MethodNotAllowed,
+    RequestTimeout,
     PayloadTooLarge,
+    UriTooLong,
+    HeadersTooLarge,
+    HttpVersionNotSupported,
+    Overloaded,
     QueueFull,
     QueueTimeout,
     ResultNotSerializable,

@@ -120,10 +120,16 @@ class ParameterSpec:
         )
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON: a number must be finite")
+
+
 def parse_body(raw: bytes | str | None) -> dict[str, Any]:
     """The request body as a JSON object; an absent or blank body is ``{}``.
 
-    Raises :class:`BadRequest` for invalid UTF-8, malformed JSON or a JSON value that is not an object.
+    Raises :class:`BadRequest` for invalid UTF-8, malformed JSON, a JSON value that is not an object, and
+    for what strict JSON (and so Lambda, and most clients) refuses: ``NaN``/``Infinity``, integers longer
+    than Python converts (4300 digits) and nesting deeper than the parser's recursion limit.
     """
     if raw is None:
         return {}
@@ -135,9 +141,13 @@ def parse_body(raw: bytes | str | None) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    except ValueError as exc:  # NaN/Infinity, or an integer over the conversion limit
+        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest("request body is not valid JSON: it is nested too deeply") from exc
     if not isinstance(value, dict):
         raise BadRequest.not_an_object("request body", value)
     return value

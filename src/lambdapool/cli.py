@@ -12,6 +12,7 @@ from ._errors import AppLoadError
 from ._triggers import TriggerKind
 from .emulator import Emulator
 from .emulator._aws import AwsMode
+from .emulator._server import ConnectionLimits, default_max_connections
 
 
 def _banner(emulator: Emulator) -> str:
@@ -66,6 +67,7 @@ def local(args: argparse.Namespace) -> int:
         cold_start_delay_ms=args.cold_start_delay_ms,
         state_dir=args.state_dir,
         aws=args.aws,
+        connection_limits=ConnectionLimits(max_connections=args.max_connections),
     )
     # Ctrl-C and SIGTERM both stop cleanly; SIGINT is set explicitly because a shell starts background
     # jobs with it ignored, and Python keeps it ignored.
@@ -139,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=AwsMode.MOTO.value,
         help="the AWS pipelines and S3 triggers use: a local moto server (moto), your real account (real), "
         "or none (moto)",
+    )
+    run_local.add_argument(
+        "--max-connections",
+        type=int,
+        default=default_max_connections(),
+        metavar="N",
+        help="connections served at once; more are answered 503 Overloaded at once (half the descriptor limit, "
+        "at most 1000)",
     )
     run_local.set_defaults(handler=local)
 

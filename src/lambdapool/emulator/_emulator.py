@@ -13,8 +13,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
-
 from .._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec
 from .._triggers import TriggerKind
 from ._aws import AwsMode, LocalAws
@@ -26,6 +24,7 @@ from ._pipeline import Pipeline
 from ._project import BASE_PRELOAD, Project, describe_project, third_party_imports
 from ._runtime import EndpointRuntime
 from ._scheduler import Scheduler, scheduled_event
+from ._server import ConnectionLimits, EmulatorServer
 from ._tasks import FileTaskStore, TaskRunner
 
 log = logging.getLogger("lambdapool.emulator")
@@ -54,6 +53,7 @@ class Emulator:
         max_body_bytes: int = SYNC_PAYLOAD_LIMIT_BYTES,
         state_dir: str | Path | None = None,
         aws: AwsMode | str = AwsMode.MOTO,
+        connection_limits: ConnectionLimits | None = None,
     ):
         self.project_dir = Path(project_dir).resolve()
         self.host = host
@@ -61,6 +61,7 @@ class Emulator:
         self.stage = stage
         self.cold_start_delay_ms = cold_start_delay_ms
         self.max_body_bytes = max_body_bytes
+        self.connection_limits = connection_limits or ConnectionLimits()
         self.state_dir = Path(state_dir) if state_dir is not None else self.project_dir / ".lambdapool"
         self.aws = LocalAws(aws)
         self.project = Project(self.project_dir, stage)
@@ -70,7 +71,7 @@ class Emulator:
         self.scheduler: Scheduler | None = None
         self._supervise_interval_s = supervise_interval_s
         self._forkserver: ForkServer | None = None
-        self._server: BaseWSGIServer | None = None
+        self._server: EmulatorServer | None = None
         self._serve_thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -101,7 +102,7 @@ class Emulator:
             self._start_triggers()
             self._supervisor = threading.Thread(target=self._supervise, name="lambdapool-supervisor")
             self._supervisor.start()
-            self._server = make_server(self.host, self.port, EmulatorApp(self), threaded=True)
+            self._server = EmulatorServer(self.host, self.port, EmulatorApp(self), self.connection_limits)
             self.port = self._server.server_port
         except BaseException:
             self.close()
@@ -125,6 +126,7 @@ class Emulator:
             if self._serve_thread is not None:
                 server.shutdown()
                 self._serve_thread.join()
+            server.close_connections()
             server.server_close()
         if self.scheduler is not None:
             self.scheduler.stop()

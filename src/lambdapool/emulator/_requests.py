@@ -47,7 +47,7 @@ def read_body(request: Request, limit: int) -> bytes:
         if len(data) > limit:
             _drain(stream, None)
             raise PayloadTooLarge.over_limit(limit, declared)
-    except ClientDisconnected as exc:
+    except (ClientDisconnected, EOFError) as exc:
         raise BadRequest(
             "the request body ended early",
             f"the client sent fewer bytes than its Content-Length ({declared}) announced",

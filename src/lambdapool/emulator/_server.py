@@ -1,0 +1,375 @@
+"""The emulator's HTTP server: Werkzeug's threaded WSGI server, made to hold against any client.
+
+- **Framing is never trusted**: a chunked body is de-chunked here, strictly (a cut-off or malformed chunk is a
+  400, never a read past what arrived); a bad or duplicated ``Content-Length``, or one beside
+  ``Transfer-Encoding``, is a 400; a request whose headers never end is never executed.
+- **Every protocol error is a JSON error body** (400, 408, 414, 431, 505), like every other error.
+- **Slow clients are cut off**: a request must arrive (line, headers and body) within its time limits and a
+  kept-alive connection may idle only so long; one reaper thread enforces the deadlines of every connection.
+- **Connections are capped**: past ``max_connections`` a new connection is answered 503 ``Overloaded`` with
+  ``Retry-After`` at once; the listen backlog is deep enough that a burst is queued, not reset.
+
+Every connection thread, the reaper and the rejections are owned by :class:`EmulatorServer` and ended by
+:meth:`EmulatorServer.close_connections`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import resource
+import socket
+import threading
+import time
+from http import HTTPStatus
+from typing import Any
+
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+from .._errors import (
+    BadRequest,
+    HeadersTooLarge,
+    HttpVersionNotSupported,
+    LambdapoolError,
+    Overloaded,
+    RequestTimeout,
+    UriTooLong,
+)
+
+log = logging.getLogger("lambdapool.server")
+
+#: The listen backlog: a burst waits in the kernel's queue (capped by net.core.somaxconn), it is not reset.
+LISTEN_BACKLOG = 4096
+MAX_REQUEST_LINE_BYTES = 65536
+MAX_HEADER_LINE_BYTES = 65536
+MAX_HEADER_LINES = 100
+_CHUNK_SIZE_LINE_BYTES = 1024
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def default_max_connections() -> int:
+    """Half the descriptors this process may open (the rest are for pipelines and files), between 16 and 1000."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    budget = soft if soft != resource.RLIM_INFINITY else 100_000
+    return max(16, min(1000, (budget - 128) // 2))
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionLimits:
+    """How long a client may take and how many may be connected (seconds; a count)."""
+
+    header_timeout_s: float = 10.0  # from the request line's first byte to the end of the headers
+    body_timeout_s: float = 60.0  # for the whole body, once the headers are in
+    idle_timeout_s: float = 30.0  # a kept-alive connection waiting for its next request
+    max_connections: int = dataclasses.field(default_factory=default_max_connections)
+
+
+class ChunkedBody(io.RawIOBase):
+    """A ``Transfer-Encoding: chunked`` body read strictly from ``rfile``: each chunk's size line is parsed
+    (hex, extensions ignored), exactly that many bytes are read, and the stream ends after the last chunk and
+    its trailers. Raises :class:`BadRequest` for malformed framing and ``EOFError`` when the connection ends
+    first; never returns bytes that did not arrive."""
+
+    def __init__(self, rfile: Any):
+        self._rfile = rfile
+        self._left = 0  # bytes left in the current chunk
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from as many chunks as it takes (fewer bytes only at the end of the body)."""
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view) and not self._done:
+            if self._left == 0:
+                self._left = self._next_chunk_size()
+                if self._left == 0:
+                    self._finish()
+                    break
+            data = self._rfile.read(min(len(view) - filled, self._left))
+            if not data:
+                raise EOFError("the connection ended inside a chunk")
+            view[filled : filled + len(data)] = data
+            filled += len(data)
+            self._left -= len(data)
+            if self._left == 0:
+                self._expect_line_end()
+        return filled
+
+    def _line(self) -> bytes:
+        line: bytes = self._rfile.readline(_CHUNK_SIZE_LINE_BYTES + 1)
+        if not line:
+            raise EOFError("the connection ended inside the chunked framing")
+        if len(line) > _CHUNK_SIZE_LINE_BYTES or not line.endswith(b"\n"):
+            raise BadRequest("malformed chunked body: a framing line is too long")
+        return line
+
+    def _next_chunk_size(self) -> int:
+        size = self._line().split(b";", 1)[0].strip(b" \t\r\n").decode("latin-1")
+        if not size or len(size) > 16 or not set(size) <= _HEX:
+            raise BadRequest(f"malformed chunked body: {size[:20]!r} is not a chunk size")
+        return int(size, 16)
+
+    def _expect_line_end(self) -> None:
+        if self._line().strip(b"\r\n"):
+            raise BadRequest("malformed chunked body: a chunk is longer than its size")
+
+    def _finish(self) -> None:
+        for _ in range(MAX_HEADER_LINES):  # trailers, up to the empty line
+            if not self._line().strip(b"\r\n"):
+                self._done = True
+                return
+        raise BadRequest("malformed chunked body: too many trailer lines")
+
+
+class _Deadlines:
+    """The deadline of every connection (``time.monotonic()``, or ``None`` while its request runs), enforced
+    by one thread: past it, the connection's reading side is shut down, which ends the read waiting on it."""
+
+    def __init__(self, interval_s: float = 0.25):
+        self._interval_s = interval_s
+        self._lock = threading.Lock()
+        self._deadlines: dict[socket.socket, float | None] = {}
+        self.expired: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._reap, name="lambdapool-http-deadlines", daemon=True)
+        self._thread.start()
+
+    def set(self, connection: socket.socket, seconds: float | None) -> None:
+        with self._lock:
+            self._deadlines[connection] = None if seconds is None else time.monotonic() + seconds
+
+    def forget(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._deadlines.pop(connection, None)
+            self.expired.discard(connection)
+
+    def connections(self) -> list[socket.socket]:
+        with self._lock:
+            return list(self._deadlines)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def _reap(self) -> None:
+        while not self._stopping.wait(self._interval_s):
+            now = time.monotonic()
+            with self._lock:
+                late = [
+                    connection
+                    for connection, deadline in self._deadlines.items()
+                    if deadline is not None and deadline < now and connection not in self.expired
+                ]
+                self.expired.update(late)
+            for connection in late:
+                try:
+                    connection.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+
+
+class EmulatorRequestHandler(WSGIRequestHandler):
+    """Werkzeug's request handler with strict framing, deadlines and JSON protocol errors."""
+
+    protocol_version = "HTTP/1.1"
+    server: EmulatorServer
+
+    def handle_one_request(self) -> None:
+        deadlines, limits = self.server.deadlines, self.server.limits
+        deadlines.set(self.connection, limits.idle_timeout_s)
+        self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE_BYTES + 1)
+        if not self.raw_requestline:
+            self._close(timed_out=False)
+            return
+        deadlines.set(self.connection, limits.header_timeout_s)
+        if len(self.raw_requestline) > MAX_REQUEST_LINE_BYTES:
+            self.requestline = self.request_version = self.command = ""
+            self.send_json_error(UriTooLong("the request line is over 64 KiB"))
+            return
+        header_block = self._read_header_block()
+        if header_block is None:  # the client left (or was too slow) before its headers ended: run nothing
+            self._close(timed_out=self.connection in deadlines.expired)
+            return
+        if not self._parse_request(header_block):
+            return
+        framing = self._framing_error()
+        if framing is not None:
+            self.send_json_error(framing)
+            return
+        deadlines.set(self.connection, limits.body_timeout_s)
+        self.run_wsgi()
+        self.wfile.flush()
+
+    def _close(self, *, timed_out: bool) -> None:
+        if timed_out and self.raw_requestline:
+            self.send_json_error(RequestTimeout("the request did not arrive in time"))
+        self.close_connection = True
+
+    def _read_header_block(self) -> bytes | None:
+        """The header lines up to and with the empty line, or ``None`` if the connection ends first."""
+        lines: list[bytes] = []
+        for _ in range(MAX_HEADER_LINES + 1):
+            line = self.rfile.readline(MAX_HEADER_LINE_BYTES + 1)
+            if not line or (len(line) <= MAX_HEADER_LINE_BYTES and not line.endswith(b"\n")):
+                return None
+            lines.append(line)
+            if line in (b"\r\n", b"\n"):
+                return b"".join(lines)
+            if len(line) > MAX_HEADER_LINE_BYTES:
+                break
+        # Too many or too long: let the standard parser say which (431).
+        return b"".join(lines) + b"\r\n"
+
+    def _parse_request(self, header_block: bytes) -> bool:
+        rfile, self.rfile = self.rfile, io.BytesIO(header_block)
+        try:
+            return bool(self.parse_request())
+        finally:
+            self.rfile = rfile
+
+    def _framing_error(self) -> LambdapoolError | None:
+        lengths = self.headers.get_all("Content-Length") or []
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        if len(lengths) > 1:
+            return BadRequest("the request has more than one Content-Length")
+        if lengths and chunked:
+            return BadRequest("the request has both a Content-Length and Transfer-Encoding: chunked")
+        if lengths and not (lengths[0].strip().isascii() and lengths[0].strip().isdigit()):
+            return BadRequest(f"invalid Content-Length {lengths[0][:40]!r}: it must be a number of bytes")
+        return None
+
+    def make_environ(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().make_environ()
+        if environ.get("wsgi.input_terminated"):  # chunked: our strict reader, not Werkzeug's DechunkedInput
+            environ["wsgi.input"] = ChunkedBody(self.rfile)
+        return environ
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's protocol errors, as JSON error bodies."""
+        phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "bad request"
+        text = message or phrase
+        errors: dict[int, type[LambdapoolError]] = {
+            HTTPStatus.REQUEST_URI_TOO_LONG: UriTooLong,
+            HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: HeadersTooLarge,
+            HTTPStatus.HTTP_VERSION_NOT_SUPPORTED: HttpVersionNotSupported,
+        }
+        self.send_json_error(errors.get(code, BadRequest)(text, explain or text))
+
+    def send_json_error(self, error: LambdapoolError) -> None:
+        """Answer ``error`` as the JSON envelope and close the connection."""
+        self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") in ("HTTP/0.9", ""):
+            self.request_version = "HTTP/1.1"  # a request line too bad to parse still gets an HTTP/1.1 answer
+        body = error.to_json()
+        try:
+            self.send_response(error.status)
+            for name, value in {
+                "Content-Type": "application/json",
+                "Content-Length": str(len(body)),
+                "Connection": "close",
+                **error.headers(),
+            }.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+        except OSError:
+            pass
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass  # the emulator logs calls itself
+
+    def log_error(self, format: str, *args: Any) -> None:
+        log.debug("%s: " + format, self.address_string(), *args)
+
+
+class EmulatorServer(ThreadedWSGIServer):
+    """The threaded WSGI server with the guarantees in this module's docstring."""
+
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True  # owned all the same: close_connections() ends and joins them
+
+    def __init__(self, host: str, port: int, app: Any, limits: ConnectionLimits | None = None):
+        self.limits = limits or ConnectionLimits()
+        self.deadlines = _Deadlines()
+        self._lock = threading.Lock()
+        self._connection_threads: set[threading.Thread] = set()
+        self._closing = False
+        try:
+            super().__init__(host, port, app, handler=EmulatorRequestHandler)
+        except BaseException:
+            self.deadlines.stop()
+            raise
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            over = len(self._connection_threads) >= self.limits.max_connections or self._closing
+            thread = threading.Thread(
+                target=self._reject if over else self._serve,
+                args=(request, client_address),
+                name="lambdapool-http-reject" if over else "lambdapool-http-connection",
+                daemon=True,
+            )
+            if not over or len(self._connection_threads) < 2 * self.limits.max_connections:
+                self._connection_threads.add(thread)
+            else:  # a flood: not even a thread to answer it
+                self.shutdown_request(request)
+                return
+        thread.start()
+
+    def _serve(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self._done(request)
+
+    def _reject(self, request: socket.socket, client_address: Any) -> None:
+        """Answer 503 ``Overloaded`` without reading the request (a little of it is drained, so that closing
+        does not reset the connection before the client reads the answer)."""
+        try:
+            error = Overloaded.at_limit(self.limits.max_connections)
+            body = error.to_json()
+            head = (
+                f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+                f"\r\nRetry-After: {error.retry_after_s}\r\nConnection: close\r\n\r\n"
+            )
+            request.settimeout(1.0)
+            request.sendall(head.encode() + body)
+            request.shutdown(socket.SHUT_WR)
+            while request.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            self._done(request)
+
+    def _done(self, request: socket.socket) -> None:
+        self.deadlines.forget(request)
+        self.shutdown_request(request)
+        with self._lock:
+            self._connection_threads.discard(threading.current_thread())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("error serving a connection from %s", client_address)
+
+    def close_connections(self, timeout_s: float = 10.0) -> None:
+        """Stop accepting into new threads, end every connection (a request still running finishes its
+        call) and join every connection thread and the reaper."""
+        with self._lock:
+            self._closing = True
+            threads = list(self._connection_threads)
+        for connection in self.deadlines.connections():
+            try:
+                connection.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout_s
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.deadlines.stop()
