@@ -125,6 +125,9 @@ class FakePipeline:
     def rss_bytes(self) -> int | None:
         return None if self.exited.is_set() else self.rss
 
+    def alive(self) -> bool:
+        return not self.killed.is_set()
+
     def kill(self, reason: KillReason) -> None:
         if self.kill_reason is None:
             self.kill_reason = reason

@@ -100,6 +100,10 @@ class PipelineHandle(Protocol):
         """Resident memory now, or ``None`` once the process is gone."""
         ...
 
+    def alive(self) -> bool:
+        """Whether the process can still take a call (not known to have ended). Cheap: one system call."""
+        ...
+
     def kill(self, reason: KillReason) -> None:
         """End the process now and remember why (the first reason given wins)."""
         ...
@@ -158,6 +162,17 @@ class Pipeline:
     def rss_bytes(self) -> int | None:
         return read_rss_bytes(self.pid)
 
+    def alive(self) -> bool:
+        """The exit is not reported and the socket is not at its end (a dead process closed its side)."""
+        if self.exited.is_set():
+            return False
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
     def kill(self, reason: KillReason) -> None:
         if self.kill_reason is None:
             self.kill_reason = reason
@@ -168,22 +183,31 @@ class Pipeline:
                 os.kill(self.pid, signal.SIGKILL)
         except (ProcessLookupError, OSError):
             pass
-        self._close_socket()
+        self._release()
 
     def retire(self) -> None:
         """Closing an idle pipeline's socket makes it exit cleanly."""
         self.kill_reason = self.kill_reason or KillReason.RETIRED
-        self._close_socket()
+        self._release()
 
     def mark_exited(self, status: int) -> None:
         self.exit_status = status
         self.exited.set()
-        if self._pidfd is not None:
+        self._close_pidfd()
+
+    def _release(self) -> None:
+        """Let the process go: no signal will be sent to it any more, so its descriptors are closed now
+        (its exit, reported later or never, finds nothing left to close)."""
+        self._close_pidfd()
+        self._close_socket()
+
+    def _close_pidfd(self) -> None:
+        pidfd, self._pidfd = self._pidfd, None
+        if pidfd is not None:
             try:
-                os.close(self._pidfd)
+                os.close(pidfd)
             except OSError:
                 pass
-            self._pidfd = None
 
     def _close_socket(self) -> None:
         # Shut the connection down before closing: a process the function forked may hold a copy of the

@@ -159,10 +159,16 @@ class EndpointRuntime:
                     raise Cancelled.before_start()
                 actions = self._core.arrive(request_id, ticket.arrived, may_queue)
             self._execute(actions)
-            self._wait_for_pipeline(ticket)
-            if ticket.error is not None:
-                raise ticket.error
-            result = self._run_on(ticket, payload if payload is not None else json.dumps(arguments).encode())
+            data = payload if payload is not None else json.dumps(arguments).encode()
+            while True:
+                self._wait_for_pipeline(ticket)
+                if ticket.error is not None:
+                    raise ticket.error
+                outcome = self._run_on(ticket, data)
+                if outcome is not None:
+                    result = outcome
+                    break
+                self._arrive_again(ticket, may_queue)
         except LambdapoolError:
             self.stats.count(Counter.FAILED)
             raise
@@ -267,11 +273,28 @@ class EndpointRuntime:
                     actions = self._core.expire(self._clock())
                 self._execute(actions)
 
-    def _run_on(self, ticket: _Ticket, payload: bytes) -> CallResult:
+    def _arrive_again(self, ticket: _Ticket, may_queue: bool) -> None:
+        """The call's pipeline had died before the call reached it: the call goes back to the pool, as if it
+        had just arrived (it never ran, so it is not failed)."""
+        with self._lock:
+            if self._closed:
+                raise PipelineCrashed.shutting_down()
+            ticket.event.clear()
+            ticket.pipeline_id, ticket.cold = None, False
+            actions = self._core.arrive(ticket.request_id, self._clock(), may_queue)
+        self._execute(actions)
+
+    def _run_on(self, ticket: _Ticket, payload: bytes) -> CallResult | None:
+        """Run the call on the pipeline it was given; ``None`` if that pipeline had already died."""
         assert ticket.pipeline_id is not None
         pool_id = ticket.pipeline_id
         with self._lock:
             pipeline = self._pipelines[pool_id]
+        if not pipeline.alive():
+            with self._lock:
+                ticket.pipeline_id = None
+            self._finish(pool_id, pipeline, healthy=False)
+            return None
         dispatched = self._clock()
         cold_ms = pipeline.init_ms if ticket.cold else 0.0
         header = {"op": "call", "requestId": ticket.request_id, "timeoutS": self.spec.timeout_s, "cold": ticket.cold}
