@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from lambdapool import BadRequest, PipelineCrashed, Pool, QueueFull
+from lambdapool import BadRequest, PipelineCrashed, Pool, QueueTimeout
 from lambdapool._errors import Cancelled, LambdapoolError
 from lambdapool._model import EndpointSpec
 from lambdapool.emulator._delivery import Deliveries, Delivery, backoff_s, trigger_delivery
@@ -26,7 +26,9 @@ MakeRuntime = Callable[..., EndpointRuntime]
 
 
 def delivering_threads() -> list[str]:
-    return [thread.name for thread in threading.enumerate() if thread.name.startswith("lambdapool-deliver-")]
+    """The threads Deliveries owns: a dispatcher per endpoint with waiting work, a thread per call in flight."""
+    prefixes = ("lambdapool-deliver-", "lambdapool-call-")
+    return sorted(thread.name for thread in threading.enumerate() if thread.name.startswith(prefixes))
 
 
 class Recorder:
@@ -206,7 +208,7 @@ def test_an_outcome_callback_that_raises_still_finishes_the_work(
     assert recorder.outcomes == [("b", "success", {"n": "b"})]
 
 
-def test_work_that_finds_the_pool_full_is_retried_with_the_injected_delay_until_it_gets_through(
+def test_work_waits_while_the_pool_has_no_room_and_goes_through_once_a_pipeline_frees(
     make_runtime: MakeRuntime, make_deliveries: Callable[..., Deliveries], recorder: Recorder
 ) -> None:
     gates = {"busy": Gate()}
@@ -218,18 +220,19 @@ def test_work_that_finds_the_pool_full_is_retried_with_the_injected_delay_until_
     work = recorder.work(runtime, "later")
 
     deliveries.submit(work)
-    attempts.wait_for(3)
+    attempts.wait_for(3)  # it waited for room three times, each wait bounded by the injected delay
     assert not work.finished.is_set()
+    assert deliveries.depth(runtime) == 1
     gates["busy"].open()
     busy.result()
 
     assert work.finished.wait(5)
     assert recorder.outcomes[-1] == ("later", "success", {"n": "later"})
     assert attempts.numbers == list(range(len(attempts.numbers)))
-    assert runtime.status()["counters"]["queueFull"] == len(attempts.numbers)
+    assert runtime.status()["counters"]["queueFull"] == 0  # it waited for room; the pool never refused it
 
 
-def test_work_older_than_max_age_fails_with_the_pools_rejection(
+def test_work_older_than_max_age_fails_with_a_queue_timeout(
     make_runtime: MakeRuntime, make_deliveries: Callable[..., Deliveries], recorder: Recorder
 ) -> None:
     gates = {"busy": Gate()}
@@ -251,8 +254,8 @@ def test_work_older_than_max_age_fails_with_the_pools_rejection(
     assert work.finished.wait(5)
 
     error = recorder.failure("old")
-    assert isinstance(error, QueueFull)
-    assert error.message == "svc/ep: all 1 pipelines are busy and 0 requests already wait"
+    assert isinstance(error, QueueTimeout)
+    assert error.message == "svc/ep: no pipeline became free within timeout_ms=60000"
     gates["busy"].open()
     busy.result()
 
@@ -293,38 +296,38 @@ def test_cancel_of_work_waiting_to_retry_fails_it_with_cancelled_at_once(
     assert gates["busy"].reached.wait(5)
     work = recorder.work(runtime, "retrying", request_id="task-1")
     deliveries.submit(work)
-    attempts.wait_for(1)  # it found the pool full and waits 60 s before trying again
+    attempts.wait_for(1)  # the pool has no room: it waits (up to 60 s) for some
 
     assert deliveries.cancel("task-1") is work
 
     assert work.finished.wait(5)
     error = recorder.failure("retrying")
     assert isinstance(error, Cancelled)
-    assert error.message == "the call was cancelled before it started"
+    assert error.message == "the call was cancelled while it waited in the queue"
     gates["busy"].open()
     busy.result()
 
 
-def test_cancel_of_work_queued_in_the_pool_withdraws_it_from_the_queue(
+def test_asynchronous_work_never_takes_the_pools_queue_from_synchronous_calls(
     make_runtime: MakeRuntime, make_deliveries: Callable[..., Deliveries], recorder: Recorder
 ) -> None:
     gates = {"busy": Gate()}
     runtime = make_runtime(one_pipeline(queue=1), gates)
     deliveries = make_deliveries()
-    deliveries.submit(recorder.work(runtime, "busy"))
+    busy = Background(lambda: runtime.call({"n": "busy"}))
     assert gates["busy"].reached.wait(5)
-    work = recorder.work(runtime, "queued", request_id="task-1")
+    work = recorder.work(runtime, "async")
     deliveries.submit(work)
-    wait_until(lambda: runtime.occupancy().queued == 1, what="the work queued in the pool")
+    assert runtime.occupancy().queued == 0 and deliveries.depth(runtime) == 1
 
-    assert deliveries.cancel("task-1") is work
+    synchronous = Background(lambda: runtime.call({"n": "sync"}))  # the pool's one queue slot is free for it
+    wait_until(lambda: runtime.occupancy().queued == 1, what="the synchronous call queued in the pool")
+    gates["busy"].open()
 
     assert work.finished.wait(5)
-    error = recorder.failure("queued")
-    assert isinstance(error, Cancelled)
-    assert error.message == "the call was cancelled while it waited in the queue"
-    assert runtime.occupancy().queued == 0
-    gates["busy"].open()
+    busy.result()
+    synchronous.result()
+    assert recorder.started == ["busy", "sync", "async"]
 
 
 def test_cancel_of_running_work_cancels_its_call_in_the_pool(
@@ -416,10 +419,11 @@ def test_close_wakes_trigger_events_waiting_to_retry(
     try:
         deliveries.close()
 
-        assert event.finished.wait(0.5)  # woken work ends in milliseconds
+        assert event.finished.wait(0.5)  # waiting work ends in milliseconds
         assert isinstance(recorder.failure("event"), PipelineCrashed)
+        deliveries.join(5)
+        assert delivering_threads() == []  # the dispatcher waiting for room was woken too
     finally:
-        event._wake.set()  # end its 60 s wait, so that the test does not
         gates["busy"].open()
         busy.result()
 
@@ -442,21 +446,20 @@ def test_work_submitted_after_close_fails_at_once(
 # -- threads and order -----------------------------------------------------------------------------------
 
 
-def test_at_most_ceil_plus_queue_threads_deliver_one_endpoints_work(
+def test_one_dispatcher_and_at_most_ceil_call_threads_deliver_one_endpoints_work(
     make_runtime: MakeRuntime, make_deliveries: Callable[..., Deliveries], recorder: Recorder
 ) -> None:
     hold = Gate()
-    runtime = make_runtime(one_pipeline(queue=1), {"*": hold})
+    runtime = make_runtime(Pool(floor=2, cruise=2, ceil=2, queue=1, timeout_ms=60_000), {"*": hold})
     deliveries = make_deliveries()
     works = [recorder.work(runtime, f"w{number}") for number in range(6)]
 
     for work in works:
         deliveries.submit(work)
-    assert hold.reached.wait(5)
-    wait_until(lambda: runtime.occupancy().queued == 1, what="one work queued in the pool")
+    wait_until(lambda: len(recorder.started) == 2 and deliveries.depth(runtime) == 4, what="two works running")
 
-    assert delivering_threads() == ["lambdapool-deliver-svc-ep"] * 2  # ceil 1 + queue 1
-    assert recorder.started == ["w0"]
+    assert delivering_threads() == ["lambdapool-call-svc-ep"] * 2 + ["lambdapool-deliver-svc-ep"]
+    assert runtime.occupancy().queued == 0
     hold.open()
     for work in works:
         assert work.finished.wait(5)
@@ -486,39 +489,23 @@ def test_work_starts_in_the_order_it_was_accepted_on_one_pipeline(
     assert recorder.started == [f"w{number}" for number in range(8)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_delivery.py: ceil + queue threads each pop work from the lane, then call the pool; a thread "
-    "delayed between the two lets work accepted later reach the pool's queue first",
-)
-def test_work_starts_in_the_order_it_was_accepted_when_it_also_queues_in_the_pool(
+def test_work_starts_in_the_order_it_was_accepted_even_with_room_in_the_pools_queue(
     make_runtime: MakeRuntime, make_deliveries: Callable[..., Deliveries], recorder: Recorder
 ) -> None:
     hold = Gate()
     runtime = make_runtime(one_pipeline(queue=2), {"w0": hold})
     deliveries = make_deliveries()
-    call = runtime.call
-
-    def preempted_call(arguments: dict[str, Any], **options: Any) -> CallResult:
-        if arguments["n"] == "w1":  # the thread carrying w1 loses the processor before it reaches the pool
-            try:
-                wait_until(lambda: runtime.occupancy().queued >= 1, timeout_s=1.0)
-            except AssertionError:
-                pass
-        return call(arguments, **options)
-
-    runtime.call = preempted_call  # type: ignore[method-assign]
-    works = [recorder.work(runtime, f"w{number}") for number in range(3)]
+    works = [recorder.work(runtime, f"w{number}") for number in range(30)]
     deliveries.submit(works[0])
     assert hold.reached.wait(5)
-    deliveries.submit(works[1])
-    deliveries.submit(works[2])
-    wait_until(lambda: runtime.occupancy().queued == 2, what="two works queued in the pool")
+    for work in works[1:]:
+        deliveries.submit(work)
+    assert deliveries.depth(runtime) == 29
     hold.open()
 
     for work in works:
         assert work.finished.wait(5)
-    assert recorder.started == ["w0", "w1", "w2"]
+    assert recorder.started == [f"w{number}" for number in range(30)]
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")

@@ -90,13 +90,15 @@ class Catalog:
         """The endpoint whose Lambda function is ``name`` (deployed or bare)."""
         return self._functions.get(name)
 
-    def status(self) -> dict[str, Any]:
-        """Every service with its endpoints' status."""
+    def status(self, extra: Callable[[EndpointRuntime], dict[str, Any]] = lambda runtime: {}) -> dict[str, Any]:
+        """Every service with its endpoints' status (and ``extra(runtime)`` in each)."""
         return {
             service.service_id: {
                 "description": service.spec.description,
                 "authenticated": bool(service.api_keys),
-                "endpoints": {name: runtime.status() for name, runtime in service.endpoints.items()},
+                "endpoints": {
+                    name: {**runtime.status(), **extra(runtime)} for name, runtime in service.endpoints.items()
+                },
             }
             for service in self.services.values()
         }

@@ -1,10 +1,9 @@
 """Asynchronous work delivered to the pools: submitted tasks, trigger events and ``Event`` invocations.
 
-Lambda queues asynchronous invocations and hands them to the function as concurrency allows, retrying while
-it is throttled, for up to a maximum event age. :class:`Deliveries` does the same for every endpoint: work
-waits in the endpoint's FIFO lane and is delivered by threads :class:`Deliveries` owns (at most the pool's
-``ceil + queue`` per endpoint, none while a lane is empty), which it stops and joins in :meth:`close`.
-Every accepted piece of work ends with exactly one outcome: its ``on_success`` or its ``on_failure``.
+Lambda queues asynchronous invocations and hands them to the function as its concurrency allows, for up to
+a maximum event age. :class:`Deliveries` does the same for every endpoint: one FIFO queue per endpoint,
+bounded only by that age, drained by threads it owns. Every accepted piece of work ends with exactly one
+outcome, its ``on_success`` or its ``on_failure``: nothing is dropped without a recorded reason.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Any
 
 from .._errors import Cancelled, LambdapoolError, PipelineCrashed, QueueFull, QueueTimeout
 from ._metrics import Counter
-from ._runtime import CallResult, EndpointRuntime
+from ._runtime import CallResult, EndpointRuntime, Ticket
 
 log = logging.getLogger("lambdapool.delivery")
 #: How long work keeps retrying a full pool, like Lambda's MaximumEventAgeInSeconds default (6 hours).
@@ -27,7 +26,8 @@ MAX_EVENT_AGE_S = 6 * 3600
 
 
 def backoff_s(attempt: int) -> float:
-    """The wait before retry ``attempt`` (0, 1, ...) of work that found its pool full: 50 ms doubling to 5 s."""
+    """The longest wait for room in a full pool (attempt 0, 1, ...; a freed pipeline ends it at once): 50 ms
+    doubling to 5 s."""
     return min(0.05 * 2.0**attempt, 5.0)
 
 
@@ -53,22 +53,25 @@ class Delivery:
     accepted_at: float = 0.0
     cancelled: bool = False
     finished: threading.Event = dataclasses.field(default_factory=threading.Event)
-    _wake: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
 @dataclasses.dataclass
 class _Lane:
-    """One endpoint's waiting work and the number of threads delivering it."""
+    """One endpoint's waiting work, and the thread that hands it to the pool (while there is any)."""
 
     waiting: deque[Delivery] = dataclasses.field(default_factory=deque)
-    workers: int = 0
+    dispatcher: threading.Thread | None = None
 
 
 class Deliveries:
-    """Delivers asynchronous work to the pools with owned threads (see the module docstring). Thread-safe.
+    """Delivers asynchronous work to the pools with owned threads. Thread-safe.
 
-    ``retry_delay_s(attempt)`` is the wait before each retry of work that found its pool full;
-    ``max_age_s`` how long such work is kept before it fails with the pool's rejection.
+    Each endpoint's work waits in a FIFO lane. One dispatcher thread per non-empty lane hands the oldest
+    piece to the pool once the pool has room (a free pipeline, or room to start one), so the pool takes the
+    work exactly in the order it was accepted and it never occupies the queue synchronous callers wait in;
+    a thread per call in flight (at most ``ceil``) waits for its answer. ``retry_delay_s(attempt)`` bounds
+    each wait for room (waits are woken as soon as a pipeline frees up); work older than ``max_age_s``
+    fails with :class:`QueueTimeout`. :meth:`close` fails what still waits; :meth:`join` ends every thread.
     """
 
     def __init__(
@@ -84,32 +87,37 @@ class Deliveries:
         self._lock = threading.Lock()
         self._lanes: dict[EndpointRuntime, _Lane] = {}
         self._named: dict[str, Delivery] = {}  # accepted work with a request id, until it ends
-        self._unfinished: set[Delivery] = set()
         self._threads: set[threading.Thread] = set()
         self._closed = False
 
     def submit(self, delivery: Delivery) -> None:
-        """Accept ``delivery``; an endpoint's work is taken in the order it was accepted (with several threads
-        delivering, two calls may still reach the pool's queue in the other order). After :meth:`close` it
-        fails at once."""
+        """Accept ``delivery``: it is handed to its endpoint's pool after the work accepted before it. After
+        :meth:`close` it fails at once."""
         delivery.accepted_at = self._clock()
         with self._lock:
             if not self._closed:
                 lane = self._lanes.setdefault(delivery.runtime, _Lane())
                 lane.waiting.append(delivery)
-                self._unfinished.add(delivery)
                 if delivery.request_id is not None:
                     self._named[delivery.request_id] = delivery
-                pool = delivery.runtime.spec.pool
-                if lane.workers < pool.ceil + pool.queue:
-                    lane.workers += 1
-                    self._start_worker(delivery.runtime, lane)
+                if lane.dispatcher is None:
+                    lane.dispatcher = self._start(
+                        self._dispatch,
+                        (delivery.runtime, lane),
+                        f"lambdapool-deliver-{delivery.runtime.spec.lambda_name}",
+                    )
                 return
         self._finish(delivery, PipelineCrashed.shutting_down())
 
+    def depth(self, runtime: EndpointRuntime) -> int:
+        """How much of ``runtime``'s work waits for room in its pool."""
+        with self._lock:
+            lane = self._lanes.get(runtime)
+            return len(lane.waiting) if lane is not None else 0
+
     def cancel(self, request_id: str) -> Delivery | None:
-        """Cancel the work named ``request_id``: waiting, it fails with :class:`Cancelled` at once; running, its
-        call is cancelled in the pool. Returns it (wait on its ``finished``), or ``None`` if it is unknown."""
+        """Cancel the work named ``request_id``: waiting, it fails with :class:`Cancelled` at once; handed to
+        the pool, its call is cancelled there. Returns it (wait on its ``finished``), or ``None`` if unknown."""
         with self._lock:
             delivery = self._named.get(request_id)
             if delivery is None:
@@ -123,26 +131,25 @@ class Deliveries:
         if waiting:
             self._finish(delivery, Cancelled.queued())
         else:
-            delivery._wake.set()
             delivery.runtime.cancel(request_id)
         return delivery
 
     def close(self) -> None:
-        """Stop accepting work and fail what still waits; wake work waiting to retry. Call
-        :meth:`join` once the pools are closed (that ends the calls in flight)."""
+        """Stop accepting work and fail what still waits. Call :meth:`join` once the pools are closed (that
+        ends the calls in flight)."""
         with self._lock:
             self._closed = True
             waiting = [delivery for lane in self._lanes.values() for delivery in lane.waiting]
             for lane in self._lanes.values():
                 lane.waiting.clear()
-            running = list(self._unfinished)
+            runtimes = list(self._lanes)
         for delivery in waiting:
             self._finish(delivery, PipelineCrashed.shutting_down())
-        for delivery in running:
-            delivery._wake.set()
+        for runtime in runtimes:
+            runtime.nudge()  # a dispatcher waiting for room sees the lane closed
 
     def join(self, timeout_s: float | None = None) -> None:
-        """Wait for every delivering thread to end."""
+        """Wait for every dispatching and waiting thread to end."""
         with self._lock:
             threads = list(self._threads)
         for thread in threads:
@@ -150,60 +157,78 @@ class Deliveries:
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _start_worker(self, runtime: EndpointRuntime, lane: _Lane) -> None:
-        """Start a thread delivering ``lane`` (the caller holds the lock and counted it in ``lane.workers``)."""
-        thread = threading.Thread(
-            target=self._work, args=(lane,), name=f"lambdapool-deliver-{runtime.spec.lambda_name}"
-        )
+    def _start(self, target: Callable[..., None], args: tuple[Any, ...], name: str) -> threading.Thread:
+        """Start an owned thread (the caller holds the lock)."""
+        thread = threading.Thread(target=self._owned, args=(target, args), name=name)
         self._threads.add(thread)
         thread.start()
+        return thread
 
-    def _work(self, lane: _Lane) -> None:
-        # A worker leaves in the same critical section that finds its lane empty, so that work submitted
-        # meanwhile always finds a worker or starts one.
+    def _owned(self, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+        try:
+            target(*args)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _dispatch(self, runtime: EndpointRuntime, lane: _Lane) -> None:
+        """Hand the lane's work to the pool, oldest first, as the pool has room. The thread leaves in the same
+        critical section that finds the lane empty, so that work submitted meanwhile starts a new one."""
+        attempt = 0
         while True:
             with self._lock:
                 if not lane.waiting:
-                    lane.workers -= 1
-                    self._threads.discard(threading.current_thread())
+                    lane.dispatcher = None
                     return
-                delivery = lane.waiting.popleft()
-            self._deliver(delivery)
-
-    def _deliver(self, delivery: Delivery) -> None:
-        attempt = 0
-        while True:
-            try:
-                result = delivery.runtime.call(
-                    delivery.arguments,
-                    request_id=delivery.request_id,
-                    on_start=delivery.on_start,
-                    cancelled=lambda: delivery.cancelled,
-                    lambda_event=delivery.lambda_event,
-                )
-            except (QueueFull, QueueTimeout) as error:
-                # The pool is saturated: like Lambda's event queue, keep the work and try again.
-                if self._closed or self._clock() - delivery.accepted_at > self._max_age_s:
-                    self._finish(delivery, error)
-                    return
-                delivery._wake.wait(self._retry_delay_s(attempt))
+                head = lane.waiting[0]
+            if self._clock() - head.accepted_at > self._max_age_s:
+                if self._take(lane, head):
+                    where, limit_ms = runtime.spec.where, int(self._max_age_s * 1000)
+                    self._finish(head, QueueTimeout.waited(where, limit_ms, retry_after_s=1))
+                continue
+            if not runtime.wait_for_room(self._retry_delay_s(attempt), stop=lambda: self._closed):
                 attempt += 1
-                if delivery.cancelled:
-                    self._finish(delivery, Cancelled.before_start())
-                    return
-                if self._closed:
-                    self._finish(delivery, PipelineCrashed.shutting_down())
-                    return
+                continue
+            if not self._take(lane, head):
+                continue  # cancelled, or the deliveries closed, meanwhile
+            try:
+                ticket = runtime.enter(
+                    head.arguments,
+                    may_queue=False,
+                    request_id=head.request_id,
+                    on_start=head.on_start,
+                    cancelled=lambda head=head: head.cancelled,  # type: ignore[misc]
+                    lambda_event=head.lambda_event,
+                )
+            except QueueFull:  # a synchronous call took the room first: the work keeps its place
+                with self._lock:
+                    lane.waiting.appendleft(head)
+                attempt += 1
                 continue
             except LambdapoolError as error:
-                self._finish(delivery, error)
-                return
-            except Exception as exc:  # e.g. on_start failing to record a task's state: the work still ends
-                log.exception("delivering asynchronous work to %s failed", delivery.runtime.spec.where)
-                self._finish(delivery, LambdapoolError(f"delivering the work failed: {exc!r}"))
-                return
+                self._finish(head, error)
+                continue
+            attempt = 0
+            with self._lock:
+                self._start(self._run, (head, ticket), f"lambdapool-call-{runtime.spec.lambda_name}")
+
+    def _take(self, lane: _Lane, head: Delivery) -> bool:
+        with self._lock:
+            if lane.waiting and lane.waiting[0] is head:
+                lane.waiting.popleft()
+                return True
+            return False
+
+    def _run(self, delivery: Delivery, ticket: Ticket) -> None:
+        try:
+            result = delivery.runtime.complete(ticket)
+        except LambdapoolError as error:
+            self._finish(delivery, error)
+        except Exception as exc:  # e.g. on_start failing to record a task's state: the work still ends
+            log.exception("delivering asynchronous work to %s failed", delivery.runtime.spec.where)
+            self._finish(delivery, LambdapoolError(f"delivering the work failed: {exc!r}"))
+        else:
             self._finish(delivery, result)
-            return
 
     def _finish(self, delivery: Delivery, outcome: CallResult | LambdapoolError) -> None:
         try:
@@ -215,7 +240,6 @@ class Deliveries:
             log.exception("recording the outcome of asynchronous work for %s failed", delivery.runtime.spec.where)
         finally:
             with self._lock:
-                self._unfinished.discard(delivery)
                 if delivery.request_id is not None:
                     self._named.pop(delivery.request_id, None)
             delivery.finished.set()

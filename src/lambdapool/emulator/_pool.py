@@ -125,6 +125,15 @@ class PoolCore:
     def queued_requests(self) -> list[RequestId]:
         return [request for request, _ in self._queue]
 
+    def has_room(self) -> bool:
+        """Whether a request arriving now would get a pipeline without queueing: one is idle, one is starting
+        for nobody, or another may be started."""
+        return (
+            bool(self._idle)
+            or len(self._pipelines) < self.pool.ceil
+            or any(p.state is PipelineState.STARTING and p.bound is None for p in self._pipelines.values())
+        )
+
     def deadline_of(self, request_id: RequestId) -> float | None:
         """When ``request_id`` times out in the queue, or ``None`` if it is not queued."""
         return next((deadline for request, deadline in self._queue if request == request_id), None)

@@ -38,8 +38,9 @@ Launcher = Callable[[int, str], PipelineHandle]
 MIN_START_TIMEOUT_S = 10.0
 
 
-class _Ticket:
-    """A request's place in the pool: how the calling thread learns which pipeline serves it."""
+class Ticket:
+    """A call's place in the pool, from :meth:`EndpointRuntime.enter` to :meth:`EndpointRuntime.complete`:
+    how the waiting thread learns which pipeline serves it."""
 
     __slots__ = (
         "arrived",
@@ -48,7 +49,9 @@ class _Ticket:
         "error",
         "event",
         "lambda_event",
+        "may_queue",
         "on_start",
+        "payload",
         "pipeline_id",
         "request_id",
     )
@@ -59,9 +62,13 @@ class _Ticket:
         arrived: float,
         on_start: Callable[[], object] | None = None,
         lambda_event: bool = False,
+        payload: bytes = b"{}",
+        may_queue: bool = True,
     ):
         self.request_id = request_id
         self.lambda_event = lambda_event
+        self.payload = payload
+        self.may_queue = may_queue
         self.arrived = arrived
         self.event = threading.Event()
         self.pipeline_id: int | None = None
@@ -110,8 +117,9 @@ class EndpointRuntime:
         )
         self._clock = clock
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified whenever the pool may have room
         self._core = PoolCore(spec.pool)
-        self._tickets: dict[str, _Ticket] = {}
+        self._tickets: dict[str, Ticket] = {}
         self._pipelines: dict[int, PipelineHandle] = {}
         self._start_errors: dict[int, LambdapoolError] = {}
         self._starters: set[threading.Thread] = set()
@@ -139,7 +147,8 @@ class EndpointRuntime:
         cancelled: Callable[[], bool] | None = None,
         lambda_event: bool = False,
     ) -> CallResult:
-        """Run one call with bound ``arguments`` through the pool; raises a :class:`LambdapoolError`.
+        """Run one call with bound ``arguments`` through the pool and wait for it; raises a
+        :class:`LambdapoolError`.
 
         ``payload`` is ``arguments`` as JSON, when the caller already has it. With ``may_queue`` false a call
         that finds ``ceil`` pipelines busy is rejected at once (:class:`QueueFull`), as Lambda throttles.
@@ -147,8 +156,34 @@ class EndpointRuntime:
         ``cancelled`` is asked once the call is registered, so that a cancel that came before it is not lost.
         ``lambda_event`` marks an event of the Lambda Invoke API (the only calls that may carry a task).
         """
+        ticket = self.enter(
+            arguments,
+            payload,
+            may_queue=may_queue,
+            request_id=request_id,
+            on_start=on_start,
+            cancelled=cancelled,
+            lambda_event=lambda_event,
+        )
+        return self.complete(ticket)
+
+    def enter(
+        self,
+        arguments: dict[str, Any],
+        payload: bytes | None = None,
+        *,
+        may_queue: bool = True,
+        request_id: str | None = None,
+        on_start: Callable[[], object] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        lambda_event: bool = False,
+    ) -> Ticket:
+        """The first half of :meth:`call`, which never waits: the call takes its place in the pool (a pipeline,
+        one starting for it, or the queue), in the order calls enter. Raises what the pool answers at once
+        (with ``may_queue`` false, :class:`QueueFull`). :meth:`complete` must follow."""
         request_id = request_id or f"{self._id_prefix}-{next(self._request_numbers)}"
-        ticket = _Ticket(request_id, self._clock(), on_start, lambda_event)
+        data = payload if payload is not None else json.dumps(arguments).encode()
+        ticket = Ticket(request_id, self._clock(), on_start, lambda_event, data, may_queue)
         self.stats.count(Counter.CALLS)
         try:
             with self._lock:
@@ -159,24 +194,47 @@ class EndpointRuntime:
                     raise Cancelled.before_start()
                 actions = self._core.arrive(request_id, ticket.arrived, may_queue)
             self._execute(actions)
-            data = payload if payload is not None else json.dumps(arguments).encode()
+            if not may_queue and ticket.error is not None:
+                raise ticket.error
+        except LambdapoolError:
+            self.stats.count(Counter.FAILED)
+            with self._lock:
+                self._tickets.pop(request_id, None)
+            raise
+        return ticket
+
+    def complete(self, ticket: Ticket) -> CallResult:
+        """The second half of :meth:`call`: wait for the call's pipeline, run it, and answer."""
+        try:
             while True:
                 self._wait_for_pipeline(ticket)
                 if ticket.error is not None:
                     raise ticket.error
-                outcome = self._run_on(ticket, data)
+                outcome = self._run_on(ticket, ticket.payload)
                 if outcome is not None:
                     result = outcome
                     break
-                self._arrive_again(ticket, may_queue)
+                self._arrive_again(ticket, ticket.may_queue)
         except LambdapoolError:
             self.stats.count(Counter.FAILED)
             raise
         finally:
             with self._lock:
-                self._tickets.pop(request_id, None)
+                self._tickets.pop(ticket.request_id, None)
         self.stats.succeeded(result.timing["total"])
         return result
+
+    def nudge(self) -> None:
+        """Wake the threads in :meth:`wait_for_room` (they look again)."""
+        with self._room:
+            self._room.notify_all()
+
+    def wait_for_room(self, timeout_s: float, stop: Callable[[], bool] = lambda: False) -> bool:
+        """Wait until a call would get a pipeline without queueing (see :meth:`PoolCore.has_room`), the pool
+        is closed (a call then fails at once) or ``stop()`` (asked when :meth:`nudge` wakes the waiters), at
+        most ``timeout_s``; returns whether one of those happened."""
+        with self._room:
+            return self._room.wait_for(lambda: self._closed or stop() or self._core.has_room(), timeout_s)
 
     def cancel(self, request_id: str) -> bool:
         """Cancel the call ``request_id``: a queued one leaves the queue, a running one has its pipeline killed
@@ -246,6 +304,7 @@ class EndpointRuntime:
         """Kill every pipeline, fail every waiting request and join the threads starting pipelines."""
         with self._lock:
             self._closed = True
+            self._room.notify_all()
             pipelines = list(self._pipelines.values())
             tickets = list(self._tickets.values())
         for pipeline in pipelines:
@@ -261,7 +320,7 @@ class EndpointRuntime:
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _wait_for_pipeline(self, ticket: _Ticket) -> None:
+    def _wait_for_pipeline(self, ticket: Ticket) -> None:
         while not ticket.event.is_set():
             with self._lock:
                 deadline = self._core.deadline_of(ticket.request_id)
@@ -273,7 +332,7 @@ class EndpointRuntime:
                     actions = self._core.expire(self._clock())
                 self._execute(actions)
 
-    def _arrive_again(self, ticket: _Ticket, may_queue: bool) -> None:
+    def _arrive_again(self, ticket: Ticket, may_queue: bool) -> None:
         """The call's pipeline had died before the call reached it: the call goes back to the pool, as if it
         had just arrived (it never ran, so it is not failed)."""
         with self._lock:
@@ -284,7 +343,7 @@ class EndpointRuntime:
             actions = self._core.arrive(ticket.request_id, self._clock(), may_queue)
         self._execute(actions)
 
-    def _run_on(self, ticket: _Ticket, payload: bytes) -> CallResult | None:
+    def _run_on(self, ticket: Ticket, payload: bytes) -> CallResult | None:
         """Run the call on the pipeline it was given; ``None`` if that pipeline had already died."""
         assert ticket.pipeline_id is not None
         pool_id = ticket.pipeline_id
@@ -368,6 +427,11 @@ class EndpointRuntime:
         self._execute(actions)
 
     def _execute(self, actions: list[Action]) -> None:
+        self._carry_out(actions)
+        with self._room:
+            self._room.notify_all()
+
+    def _carry_out(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Start):
                 self._start_in_background(action.pipeline_id)
