@@ -118,8 +118,9 @@ class TaskRecord:
             self, status=TaskState.for_error(error), finished_at=utc_timestamp(), error=error.to_body()
         )
 
-    def to_json(self, *, with_token: bool = False) -> dict[str, Any]:
-        """What ``GET /public/api/v1/tasks/{taskId}`` answers; ``with_token`` (for storage) adds the token."""
+    def to_json(self, *, with_token: bool = False, with_response: bool = True) -> dict[str, Any]:
+        """What ``GET /public/api/v1/tasks/{taskId}`` answers; ``with_token`` (for storage) adds the token,
+        ``with_response=False`` leaves the response out (the task list's summaries)."""
         data: dict[str, Any] = {
             "taskId": self.task_id,
             "serviceId": self.service_id,
@@ -129,7 +130,7 @@ class TaskRecord:
             "startedAt": self.started_at,
             "finishedAt": self.finished_at,
         }
-        if self.status is TaskState.DONE:
+        if self.status is TaskState.DONE and with_response:
             data["response"] = self.response
         if self.error is not None:
             data["error"] = self.error
@@ -194,7 +195,7 @@ class TaskStore(abc.ABC):
             and (not endpoint_id or record.endpoint_id == endpoint_id)
             and (status is None or record.status is status)
         ]
-        return sorted(matching, key=lambda record: record.submitted_at)
+        return sorted(matching, key=lambda record: (record.submitted_at, record.task_id))
 
 
 class MemoryTaskStore(TaskStore):

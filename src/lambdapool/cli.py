@@ -13,6 +13,7 @@ from ._triggers import TriggerKind
 from .emulator import Emulator
 from .emulator._aws import AwsMode
 from .emulator._server import ConnectionLimits, default_max_connections
+from .emulator._tasks import Retention
 
 
 def _banner(emulator: Emulator) -> str:
@@ -68,6 +69,7 @@ def local(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         aws=args.aws,
         connection_limits=ConnectionLimits(max_connections=args.max_connections),
+        task_retention=Retention(max_age_s=args.task_retention_hours * 3600, max_bytes=args.task_store_mb * 2**20),
     )
     # Ctrl-C and SIGTERM both stop cleanly; SIGINT is set explicitly because a shell starts background
     # jobs with it ignored, and Python keeps it ignored.
@@ -149,6 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="connections served at once; more are answered 503 Overloaded at once (half the descriptor limit, "
         "at most 1000)",
+    )
+    run_local.add_argument(
+        "--task-retention-hours",
+        type=float,
+        default=Retention.max_age_s / 3600,
+        metavar="H",
+        help="finished tasks are kept this long (168)",
+    )
+    run_local.add_argument(
+        "--task-store-mb",
+        type=int,
+        default=Retention.max_bytes // 2**20,
+        metavar="MB",
+        help="the most disk finished tasks' records may take; the oldest go first (1024)",
     )
     run_local.set_defaults(handler=local)
 

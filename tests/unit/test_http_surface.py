@@ -550,7 +550,7 @@ def test_a_task_of_a_secured_service_is_guarded_by_its_keys(surface: Surface) ->
     assert error_body(surface.client.delete(path), 401) == UNAUTHORIZED
     assert surface.client.get(path, headers=key).get_json()["response"] == "hello ada"
     # Listed only with a key; filtering on the service without one is refused.
-    assert surface.client.get("/public/api/v1/tasks").get_json() == {"tasks": []}
+    assert surface.client.get("/public/api/v1/tasks").get_json() == {"tasks": [], "nextToken": None}
     listed = surface.client.get("/public/api/v1/tasks", headers=key).get_json()["tasks"]
     assert [task["taskId"] for task in listed] == [task_id]
     assert error_body(surface.client.get("/public/api/v1/tasks?serviceId=secured"), 401) == UNAUTHORIZED
@@ -715,6 +715,26 @@ def test_tasks_are_listed_oldest_first_and_filtered(surface: Surface) -> None:
     assert listed("?serviceId=b&status=CANCELLED") == []
     message = "unknown service 'nope'"
     assert error_body(surface.client.get("/public/api/v1/tasks?serviceId=nope"), 404)["message"] == message
+
+
+def test_the_task_list_is_paged_with_summaries(surface: Surface) -> None:
+    submitted = []
+    for number in range(5):
+        task_id = surface.submit("b", "echo", {"x": number}).get_json()["taskId"]
+        surface.store.wait_for(task_id, TaskState.DONE)
+        submitted.append(task_id)
+    pages, token = [], ""
+    while True:
+        answer = surface.client.get(f"/public/api/v1/tasks?limit=2{'&nextToken=' + token if token else ''}").get_json()
+        pages.append([task["taskId"] for task in answer["tasks"]])
+        assert all("response" not in task and task["status"] == "DONE" for task in answer["tasks"])
+        token = answer["nextToken"]
+        if token is None:
+            break
+    assert pages == [submitted[0:2], submitted[2:4], submitted[4:5]]
+    assert surface.client.get(f"/public/api/v1/tasks/{submitted[0]}").get_json()["response"]["x"] == 0
+    for limit in ("0", "1001", "x", "-1"):
+        assert error_body(surface.client.get(f"/public/api/v1/tasks?limit={limit}"), 400)["errorType"] == "BadRequest"
 
 
 # -- the Lambda Invoke API ------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from lambdapool._tasks import (
     run_task_event,
     task_event,
 )
-from lambdapool.emulator._tasks import FileTaskStore
+from lambdapool.emulator._tasks import FileTaskStore, Retention
 
 from .fakes import wait_until
 
@@ -253,7 +253,8 @@ def test_file_store_records_survive_a_new_store_on_the_same_directory(tmp_path: 
 
     assert second.get(done.task_id) == done
     assert second.get(cancelled.task_id) == cancelled
-    assert second.list() == [done, cancelled]
+    # Listings are summaries: a response stays on disk until its task is asked for.
+    assert second.list() == [dataclasses.replace(done, response=None), cancelled]
 
 
 def test_file_store_writes_one_json_file_per_record_and_leaves_no_temporary_file(tmp_path: Path) -> None:
@@ -356,7 +357,8 @@ def test_an_unreadable_task_file_is_skipped_and_left_alone(tmp_path: Path) -> No
 
     store = FileTaskStore(tmp_path)
 
-    assert list(store.records()) == [good]
+    assert list(store.records()) == [dataclasses.replace(good, response=None)]
+    assert store.get(good.task_id) == good
     for name, content in unreadable.items():
         assert (tmp_path / name).read_bytes() == content
 
@@ -599,3 +601,48 @@ def test_a_forged_task_envelope_rewrites_no_record(bucket: str) -> None:
         run_task_event(endpoint, task_event(queued, "attackers-bucket", {"a": 1, "b": 1}), invocation(endpoint))
 
     assert store.get(queued.task_id) == queued
+
+
+def test_file_store_keeps_responses_on_disk_not_in_memory(tmp_path: Path) -> None:
+    store = FileTaskStore(tmp_path)
+    big = record(1).started().succeeded({"blob": "x" * 100_000})
+    store.put(big)
+
+    assert all(kept.response is None for kept in store.records())  # memory holds the summary only
+    assert store.get(big.task_id) == big  # read back from disk
+    assert store.stored_bytes() == (tmp_path / f"{big.task_id}.json").stat().st_size
+
+
+def test_finished_tasks_past_the_retention_period_are_pruned_and_others_kept(tmp_path: Path) -> None:
+    now = [time.time()]
+    store = FileTaskStore(tmp_path, Retention(max_age_s=3600), clock=lambda: now[0])
+    old = dataclasses.replace(record(1).started().succeeded("old"), finished_at="2020-01-01T00:00:00.000Z")
+    running = record(2).started()
+    store.put(old)
+    store.put(running)
+    recent = record(3).started().succeeded("recent")
+    store.put(recent)  # a finished record triggers pruning
+
+    assert store.get(old.task_id) is None and not (tmp_path / f"{old.task_id}.json").exists()
+    assert store.get(running.task_id) == running  # never pruned while it may still change
+    assert store.get(recent.task_id) == recent
+
+
+def test_past_the_size_limit_the_oldest_finished_tasks_go_first(tmp_path: Path) -> None:
+    store = FileTaskStore(tmp_path, Retention(max_bytes=25_000))
+    records = [record(n).started().succeeded("x" * 10_000) for n in range(1, 5)]
+    for kept in records:
+        store.put(kept)
+
+    survivors = [kept.task_id for kept in records if store.get(kept.task_id) is not None]
+    assert survivors == [records[2].task_id, records[3].task_id]
+    assert store.stored_bytes() <= 25_000
+    assert sorted(path.stem for path in tmp_path.glob("*.json")) == sorted(survivors)
+
+
+def test_pruning_also_happens_when_the_store_loads(tmp_path: Path) -> None:
+    FileTaskStore(tmp_path).put(
+        dataclasses.replace(record(1).started().succeeded(1), finished_at="2020-01-01T00:00:00.000Z")
+    )
+
+    assert list(FileTaskStore(tmp_path, Retention(max_age_s=60)).records()) == []

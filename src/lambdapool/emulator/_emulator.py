@@ -25,7 +25,7 @@ from ._project import BASE_PRELOAD, Project, describe_project, third_party_impor
 from ._runtime import EndpointRuntime
 from ._scheduler import Scheduler, scheduled_event
 from ._server import ConnectionLimits, EmulatorServer
-from ._tasks import FileTaskStore, TaskRunner
+from ._tasks import FileTaskStore, Retention, TaskRunner
 
 log = logging.getLogger("lambdapool.emulator")
 
@@ -54,6 +54,7 @@ class Emulator:
         state_dir: str | Path | None = None,
         aws: AwsMode | str = AwsMode.MOTO,
         connection_limits: ConnectionLimits | None = None,
+        task_retention: Retention | None = None,
     ):
         self.project_dir = Path(project_dir).resolve()
         self.host = host
@@ -62,6 +63,7 @@ class Emulator:
         self.cold_start_delay_ms = cold_start_delay_ms
         self.max_body_bytes = max_body_bytes
         self.connection_limits = connection_limits or ConnectionLimits()
+        self.task_retention = task_retention or Retention()
         self.state_dir = Path(state_dir) if state_dir is not None else self.project_dir / ".lambdapool"
         self.aws = LocalAws(aws)
         self.project = Project(self.project_dir, stage)
@@ -89,7 +91,7 @@ class Emulator:
         """Load the project, start the pools' floor pipelines and bind the HTTP server (not yet serving)."""
         try:
             self.project = Project.load(self.project_dir, self.stage)
-            self.tasks = TaskRunner(FileTaskStore(self.state_dir / "tasks"), self.deliveries)
+            self.tasks = TaskRunner(FileTaskStore(self.state_dir / "tasks", self.task_retention), self.deliveries)
             self.aws.start()
             self._forkserver = ForkServer(
                 preload=[*BASE_PRELOAD, *third_party_imports(self.project.app_path)], on_exit=self._on_pipeline_exit

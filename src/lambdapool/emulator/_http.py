@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from werkzeug.wrappers import Request, Response
 
-from .._errors import LambdapoolError, MethodNotAllowed, NotFound
+from .._errors import BadRequest, LambdapoolError, MethodNotAllowed, NotFound
 from .._invocation import parse_body
 from .._keys import is_authorized
 from .._names import ID_PATTERN
@@ -30,6 +30,9 @@ from ._scheduler import scheduled_event
 from ._tasks import TaskRunner
 
 log = logging.getLogger("lambdapool.http")
+#: The task list's page size: by default, and at most.
+TASK_PAGE_DEFAULT = 100
+TASK_PAGE_MAX = 1000
 
 View = Callable[..., Response]
 
@@ -147,24 +150,38 @@ class EmulatorApp:
         return json_response(record.to_json())
 
     def list_tasks(self, request: Request) -> Response:
-        """Tasks, oldest first, filtered by ``serviceId``, ``endpointId`` and ``status`` query parameters."""
+        """Tasks, oldest first, filtered by ``serviceId``, ``endpointId`` and ``status`` query parameters: at
+        most ``limit`` (default 100, at most 1000) summaries (no ``response``: fetch a task for it) and a
+        ``nextToken`` to pass back for the next page (``null`` on the last)."""
+        limit_text = request.args.get("limit", str(TASK_PAGE_DEFAULT))
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= TASK_PAGE_MAX:
+            raise BadRequest(f"limit must be a whole number from 1 to {TASK_PAGE_MAX}, got {limit_text[:20]!r}")
+        after = request.args.get("nextToken", "")
         catalog, authorization = self.host.catalog, request.headers.get("Authorization")
         service_id = request.args.get("serviceId", "")
         if service_id:
             catalog.service(service_id, authorization)
         status = request.args.get("status", "")
         if status and status not in {state.value for state in TaskState}:
-            return json_response({"tasks": []})  # no task is ever in an unknown state
+            return json_response({"tasks": [], "nextToken": None})  # no task is ever in an unknown state
         records = self.host.tasks.store.list(
             service_id, request.args.get("endpointId", ""), TaskState(status) if status else None
         )
         visible = [
-            record.to_json()
+            record
             for record in records
             if record.service_id in catalog.services
             and is_authorized(catalog.services[record.service_id].api_keys, authorization)
+            and (not after or f"{record.submitted_at}|{record.task_id}" > after)
         ]
-        return json_response({"tasks": visible})
+        page = visible[: int(limit_text)]
+        more = len(visible) > len(page)
+        return json_response(
+            {
+                "tasks": [record.to_json(with_response=False) for record in page],
+                "nextToken": f"{page[-1].submitted_at}|{page[-1].task_id}" if more else None,
+            }
+        )
 
     def invoke(self, request: Request, function_name: str) -> Response:
         """AWS Lambda's Invoke API (see :mod:`lambdapool.emulator._lambda_api`)."""

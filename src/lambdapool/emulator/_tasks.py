@@ -1,32 +1,50 @@
 """Asynchronous tasks (``/submit``) in the emulator: records kept on disk, work through the pools.
 
 A task's record is one JSON file in the state directory, replaced atomically at every change, so finished
-results survive a restart of the emulator. Tasks that were queued or running when the emulator stopped are
-recorded ``FAILED`` when it starts again (the process that ran them is gone).
+results survive a restart of the emulator; results stay on disk (memory holds the records without them) and
+finished records are pruned after a retention period or past a size limit. Tasks that were queued or
+running when the emulator stopped are recorded ``FAILED`` when it starts again (the process that ran them
+is gone).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .._errors import PipelineCrashed
-from .._tasks import MemoryTaskStore, TaskRecord, TaskStore
+from .._tasks import MemoryTaskStore, TaskRecord, TaskState, TaskStore
 from ._delivery import Deliveries, Delivery
 from ._runtime import EndpointRuntime
 
 log = logging.getLogger("lambdapool.tasks")
 
 
-class FileTaskStore(MemoryTaskStore):
-    """Task records held in memory and written as JSON files in ``directory``. Thread-safe."""
+@dataclasses.dataclass(frozen=True)
+class Retention:
+    """How long finished tasks are kept (``max_age_s``, from when they finished) and how much disk their
+    records may take in all (``max_bytes``: the oldest finished ones go first)."""
 
-    def __init__(self, directory: Path):
+    max_age_s: float = 7 * 24 * 3600
+    max_bytes: int = 1 << 30
+
+
+class FileTaskStore(MemoryTaskStore):
+    """Task records as JSON files in ``directory``; memory holds each record without its response (which
+    is read from disk when asked for). Finished records are pruned by ``retention``. Thread-safe."""
+
+    def __init__(self, directory: Path, retention: Retention | None = None, clock: Callable[[], float] = time.time):
         super().__init__()
         self.directory = directory
+        self.retention = retention or Retention()
+        self._clock = clock
+        self._sizes: dict[str, int] = {}
         directory.mkdir(parents=True, exist_ok=True)
         interrupted = PipelineCrashed.interrupted()
         for path in directory.glob("*.json"):
@@ -35,18 +53,69 @@ class FileTaskStore(MemoryTaskStore):
             except (OSError, ValueError, KeyError, TypeError):
                 log.warning("ignoring unreadable task file %s", path)
                 continue
+            if path.stem != record.task_id:
+                log.warning("ignoring task file %s: it holds task %s", path, record.task_id)
+                continue
             if record.status.is_final:
-                super()._write(record)  # already on disk as it is
+                self._keep(record, path.stat().st_size)  # already on disk as it is
             else:
                 self.put(record.ended_with(interrupted))
+        self.prune()
+
+    def _read(self, task_id: str) -> TaskRecord | None:
+        with self._lock:
+            record = super()._read(task_id)
+        if record is None or record.status is not TaskState.DONE:
+            return record
+        try:  # the response lives on disk only
+            return TaskRecord.from_json(json.loads(self._path(task_id).read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError):
+            return record
 
     def _write(self, record: TaskRecord) -> None:
+        data = json.dumps(record.to_json(with_token=True)).encode()
         with self._lock:
-            super()._write(record)
-            path = self.directory / f"{record.task_id}.json"
+            path = self._path(record.task_id)
             temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(record.to_json(with_token=True)), encoding="utf-8")
+            temporary.write_bytes(data)
             os.replace(temporary, path)
+            self._keep(record, len(data))
+        if record.status.is_final:
+            self.prune()
+
+    def _keep(self, record: TaskRecord, size: int) -> None:
+        with self._lock:
+            super()._write(dataclasses.replace(record, response=None))
+            self._sizes[record.task_id] = size
+
+    def _path(self, task_id: str) -> Path:
+        return self.directory / f"{task_id}.json"
+
+    def stored_bytes(self) -> int:
+        """What the records take on disk."""
+        with self._lock:
+            return sum(self._sizes.values())
+
+    def prune(self) -> list[str]:
+        """Delete the finished records past the retention period, then the oldest finished ones while the
+        records take more than the size limit; returns their ids."""
+        cutoff = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self._clock() - self.retention.max_age_s))
+        with self._lock:
+            finished = sorted(
+                (record for record in self._records.values() if record.status.is_final),
+                key=lambda record: record.finished_at or "",
+            )
+            total = sum(self._sizes.values())
+            doomed = []
+            for record in finished:
+                if (record.finished_at or "") < cutoff or total > self.retention.max_bytes:
+                    doomed.append(record.task_id)
+                    total -= self._sizes.get(record.task_id, 0)
+            for task_id in doomed:
+                self._records.pop(task_id, None)
+                self._sizes.pop(task_id, None)
+                self._path(task_id).unlink(missing_ok=True)
+        return doomed
 
 
 class TaskRunner:
