@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -111,3 +113,37 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
 @pytest.fixture
 def behaviours(start_emulator: Callable[..., Client]) -> Client:
     return start_emulator(APPS / "behaviours")
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has already ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has already ended
+    except OSError:  # gone, or reaped while we looked
+        return False
+
+
+def read_banner(process: subprocess.Popen[str]) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """Read ``lambdapool local``'s banner; returns the process, its URL and the banner."""
+    banner: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        banner.append(line.rstrip())
+        if line.startswith("Press Ctrl-C"):
+            break
+    match = next((re.search(r"Serving on (http://\S+)", line) for line in banner if "Serving on" in line), None)
+    assert match, banner
+    return process, match.group(1), banner
+
+
+def received(log: Path) -> list[tuple[str, str]]:
+    """The (endpoint, key) of every S3 event the triggers app logged, sorted."""
+    if not log.exists():
+        return []
+    return sorted((line["endpoint"], line["key"]) for line in map(json.loads, log.read_text().splitlines()))
+
+
+def delivered(emulator: Client, endpoint: str) -> int:
+    """How many events the triggers app's endpoint handled."""
+    return emulator.endpoint_status("t", endpoint)["counters"]["eventsDelivered"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -13,17 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import APPS, SAMPLE_APP, wait_until
+from .conftest import APPS, SAMPLE_APP, alive, read_banner, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has already ended
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture
@@ -49,21 +40,9 @@ def start_cli(spawn: Callable[..., subprocess.Popen[str]], tmp_path: Path) -> Ca
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        return _read_banner(process)
+        return read_banner(process)
 
     return start
-
-
-def _read_banner(process: subprocess.Popen[str]) -> tuple[subprocess.Popen[str], str, list[str]]:
-    banner: list[str] = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        banner.append(line.rstrip())
-        if line.startswith("Press Ctrl-C"):
-            break
-    match = next((re.search(r"Serving on (http://\S+)", line) for line in banner if "Serving on" in line), None)
-    assert match, banner
-    return process, match.group(1), banner
 
 
 def _emulator_pids(url: str) -> list[int]:
@@ -84,21 +63,21 @@ def test_stopping_the_emulator_leaves_no_pipeline_behind(stop_signal: signal.Sig
     answer = requests.post(f"{url}/public/api/v1/demo/add/run", json={"x": 1, "y": 1}, timeout=30)
     assert answer.json()["response"] == 2
     pids = _emulator_pids(url)
-    assert len(pids) >= 5 and all(_alive(pid) for pid in pids)
+    assert len(pids) >= 5 and all(alive(pid) for pid in pids)
     process.send_signal(stop_signal)
     assert process.wait(timeout=30) == 0
-    wait_until(lambda: not any(_alive(pid) for pid in pids), timeout_s=10)
+    wait_until(lambda: not any(alive(pid) for pid in pids), timeout_s=10)
 
 
 def test_a_killed_emulator_takes_its_pipelines_and_its_local_aws_with_it(start_cli) -> None:
     process, url, _ = start_cli(APPS / "behaviours")  # with moto's server, the default local AWS
     pids = _emulator_pids(url)
     moto_pid = requests.get(f"{url}/__lambdapool__/status", timeout=10).json()["aws"]["pid"]
-    assert moto_pid is not None and _alive(moto_pid)
+    assert moto_pid is not None and alive(moto_pid)
     pids.append(moto_pid)
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
-    wait_until(lambda: not any(_alive(pid) for pid in pids), timeout_s=10)
+    wait_until(lambda: not any(alive(pid) for pid in pids), timeout_s=10)
 
 
 def _failed_start(project: Path) -> str:

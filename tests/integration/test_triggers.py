@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import boto3
 import pytest
 import requests
 
-from .conftest import APPS, Client, wait_until
+from .conftest import APPS, Client, delivered, received, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,16 +27,6 @@ def s3_client(emulator: Client):
     return boto3.client(
         "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
     )
-
-
-def received(log: Path) -> list[tuple[str, str]]:
-    if not log.exists():
-        return []
-    return sorted((line["endpoint"], line["key"]) for line in map(json.loads, log.read_text().splitlines()))
-
-
-def delivered(emulator: Client, endpoint: str) -> int:
-    return emulator.endpoint_status("t", endpoint)["counters"]["eventsDelivered"]
 
 
 def test_the_local_aws_is_moto_and_watched_buckets_exist(triggers) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._triggers import Trigger
+from ._supervision import RestartBackoff, describe_returncode, restart_with_backoff
 
 log = logging.getLogger("lambdapool.aws")
 REGION = "us-east-1"
@@ -43,9 +44,29 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """End ``process`` (killed if it does not stop within 10 s) and reap it."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class LocalAws:
     """``mode`` is ``moto`` (start moto's server on a free loopback port), ``real`` (the AWS the environment's
-    credentials reach) or ``none`` (no AWS at all: S3 triggers cannot be wired). A context manager."""
+    credentials reach) or ``none`` (no AWS at all: S3 triggers cannot be wired). A context manager.
+
+    moto's server is supervised: when it dies, a watcher thread starts it again on the same port (pipelines
+    keep its address), as :class:`~lambdapool.emulator._supervision.RestartBackoff` allows, and wires the S3
+    triggers again (moto keeps everything in memory: the buckets, queues and notifications, and the objects
+    that were in them, died with it). :attr:`restarts` counts the restarts.
+    """
+
+    #: How long a poller waits after a failed poll (seconds); it doubles while polls keep failing.
+    POLL_BACKOFF_S = 0.5
+    POLL_BACKOFF_MAX_S = 30.0
 
     def __init__(self, mode: AwsMode | str = AwsMode.MOTO):
         try:
@@ -54,10 +75,21 @@ class LocalAws:
             choices = ", ".join(choice.value for choice in AwsMode)
             raise ValueError(f"--aws must be one of {choices}, got {mode!r}") from None
         self.endpoint_url: str | None = None
-        self.pid: int | None = None
+        self.restarts = 0
+        self._port = 0
+        self._start_timeout_s = 60.0
+        self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
+        self._started = 0.0  # time.monotonic() when the running server started
         self._stopping = threading.Event()
+        self._up = threading.Event()  # the AWS answers, and the S3 triggers are wired on it
+        if self.mode is not AwsMode.MOTO:
+            self._up.set()  # nothing here can tell when the real AWS is down: the pollers just retry
+        self._backoff = RestartBackoff()
+        self._watcher: threading.Thread | None = None
         self._pollers: list[threading.Thread] = []
+        self._triggers: list[tuple[str, Trigger, int]] = []
+        self._queue_urls: dict[str, str] = {}
 
     def __enter__(self) -> LocalAws:
         self.start()
@@ -66,35 +98,33 @@ class LocalAws:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    @property
+    def pid(self) -> int | None:
+        """moto's server's pid (``None`` while it is being restarted, in other modes, or once stopped)."""
+        process = self._process
+        return process.pid if process is not None else None
+
+    def describe(self) -> dict[str, Any]:
+        """``{"endpointUrl", "mode", "pid", "restarts"}``: where this AWS is, and moto's server's pid and
+        restart count (``GET /__lambdapool__/aws``)."""
+        return {"endpointUrl": self.endpoint_url, "mode": self.mode.value, "pid": self.pid, "restarts": self.restarts}
+
     def start(self, timeout_s: float = 60.0) -> None:
-        """Start moto's server (in ``moto`` mode) and wait until it answers."""
+        """Start moto's server (in ``moto`` mode), wait until it answers (at most ``timeout_s``, also the
+        limit for every restart) and supervise it. Raises ``RuntimeError`` if it does not start."""
         if self.mode is not AwsMode.MOTO:
             return
-        port = _free_port()
-        moto_args = ("-H", "127.0.0.1", "-p", str(port))
-        self._process = subprocess.Popen(
-            # tethered: it ends with the emulator even when the emulator is killed outright
-            [*(sys.executable, "-m", f"{__package__}._tethered", str(os.getpid()), "moto.server"), *moto_args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C in the terminal reaches the emulator only
-        )
-        self.pid = self._process.pid
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=5).close()
-                break
-            except (urllib.error.URLError, OSError) as exc:
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"moto's server did not start on port {port}: {exc}") from exc
-                time.sleep(0.05)
-        self.endpoint_url = url
+        self._port = _free_port()
+        self._start_timeout_s = timeout_s
+        self._process = self._launch()
+        self._started = time.monotonic()
+        self.endpoint_url = self._url()
+        self._up.set()
+        self._watcher = threading.Thread(target=self._watch, name="lambdapool-aws-watcher", daemon=True)
+        self._watcher.start()
 
     def stop_polling(self) -> None:
-        """Stop handing S3 events over, and join the pollers."""
+        """Stop handing S3 events over, and join the pollers. moto's server is not restarted any more."""
         self._stopping.set()
         for poller in self._pollers:
             poller.join(10)
@@ -102,14 +132,12 @@ class LocalAws:
     def stop(self) -> None:
         """Stop polling, then moto's server."""
         self.stop_polling()
-        process, self._process = self._process, None
+        with self._lock:
+            process, self._process = self._process, None
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _terminate(process)
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(30)
 
     def environment(self) -> dict[str, str]:
         """What pipelines get so that boto3 in them reaches this AWS."""
@@ -140,12 +168,54 @@ class LocalAws:
         if self.mode is AwsMode.NONE:
             log.warning("no local AWS (--aws none): S3 triggers are not wired")
             return
+        self._triggers = list(triggers)
+        self._wire()
+        for name, _trigger, _visibility_s in self._triggers:
+            poller = threading.Thread(
+                target=self._poll, args=(name, deliver), name=f"lambdapool-s3-{name}", daemon=True
+            )
+            self._pollers.append(poller)
+            poller.start()
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        """Start moto's server on ``self._port`` and wait until it answers; raises ``RuntimeError``."""
+        process = subprocess.Popen(
+            # tethered: it ends with the emulator even when the emulator is killed outright
+            [
+                *(sys.executable, "-m", f"{__package__}._tethered", str(os.getpid()), "moto.server"),
+                *("-H", "127.0.0.1", "-p", str(self._port)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches the emulator only
+        )
+        deadline = time.monotonic() + self._start_timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(f"{self._url()}/moto-api/", timeout=5).close()
+                return process
+            except (urllib.error.URLError, OSError) as exc:
+                if process.poll() is not None or time.monotonic() > deadline or self._stopping.wait(0.05):
+                    _terminate(process)
+                    raise RuntimeError(f"moto's server did not start on port {self._port}: {exc}") from exc
+
+    def _wire(self) -> None:
+        """Create the triggers' queues and their buckets' notifications (on moto, the buckets too)."""
+        if not self._triggers:
+            return
         s3, sqs = self.client("s3"), self.client("sqs")
         by_bucket: dict[str, list[dict[str, Any]]] = {}
-        for name, trigger, visibility_s in triggers:
+        queue_urls: dict[str, str] = {}
+        for name, trigger, visibility_s in self._triggers:
             queue_url = sqs.create_queue(
                 QueueName=f"lambdapool-{name}"[:80], Attributes={"VisibilityTimeout": str(visibility_s)}
             )["QueueUrl"]
+            queue_urls[name] = queue_url
             queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
                 "QueueArn"
             ]
@@ -158,10 +228,6 @@ class LocalAws:
             if rules:
                 configuration["Filter"] = {"Key": {"FilterRules": rules}}
             by_bucket.setdefault(trigger.bucket, []).append(configuration)
-            poller = threading.Thread(
-                target=self._poll, args=(queue_url, name, deliver), name=f"lambdapool-s3-{name}", daemon=True
-            )
-            self._pollers.append(poller)
         for bucket, configurations in by_bucket.items():
             if self.mode is AwsMode.MOTO:
                 try:
@@ -171,27 +237,87 @@ class LocalAws:
             s3.put_bucket_notification_configuration(
                 Bucket=bucket, NotificationConfiguration={"QueueConfigurations": configurations}
             )
-        for poller in self._pollers:
-            poller.start()
+        self._queue_urls = queue_urls
 
-    def _poll(self, queue_url: str, name: str, deliver: Callable[[str, dict[str, Any]], None]) -> None:
+    def _watch(self) -> None:
+        """The watcher thread: wait for moto's server to end; unless stopping, start it again."""
+        while True:
+            with self._lock:
+                process = self._process
+            if process is None:
+                return
+            process.wait()
+            if self._stopping.is_set():
+                return
+            self._up.clear()  # the pollers wait instead of failing
+            with self._lock:
+                if self._process is process:
+                    self._process = None
+            self._backoff.died(time.monotonic() - self._started)
+            what = f"moto's server (pid {process.pid}) {describe_returncode(process.returncode)}"
+            impact = "S3 triggers and the pipelines' AWS are gone until the emulator is restarted"
+            if not restart_with_backoff(log, what, self._backoff, self._stopping, self._restart, impact):
+                return
+
+    def _restart(self) -> str | None:
+        """Start moto's server again on the same port and wire the S3 triggers on it (see
+        :func:`~lambdapool.emulator._supervision.restart_with_backoff`)."""
+        process = self._launch()
+        try:
+            self._wire()
+        except BaseException:
+            _terminate(process)
+            raise
+        with self._lock:
+            stopping = self._stopping.is_set()
+            if not stopping:
+                self._process = process
+                self._started = time.monotonic()
+                self.restarts += 1
+        if stopping:
+            _terminate(process)
+            return None
+        self._up.set()
+        wired = " and wired its S3 triggers again" if self._triggers else ""
+        return f"restarted it on {self.endpoint_url} as pid {process.pid} (restart {self.restarts}){wired}"
+
+    def _poll(self, name: str, deliver: Callable[[str, dict[str, Any]], None]) -> None:
+        """A poller thread: hand the events of ``name``'s queue to ``deliver`` until stopped. While the AWS is
+        down it waits for the watcher to bring it back; failed polls are retried with a growing backoff and
+        logged once per series."""
         sqs = self.client("sqs")
+        failures = 0
         while not self._stopping.is_set():
-            try:
-                messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
-                    "Messages", []
-                )
-            except Exception as exc:  # the local AWS is going away, or a network blip on the real one
-                if not self._stopping.is_set():
-                    log.warning("polling S3 events for %s failed: %s", name, exc)
-                    self._stopping.wait(1.0)
+            if not self._up.wait(1.0):
                 continue
-            for message in messages:
-                try:
-                    event = json.loads(message["Body"])
-                except ValueError:
-                    log.warning("ignoring a message that is not an S3 event on %s", name)
-                    event = None
-                if isinstance(event, dict) and "Records" in event:  # not S3's own TestEvent
-                    deliver(name, event)
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            restarts = self.restarts
+            try:
+                self._receive(sqs, name, deliver)
+            except Exception as exc:  # the local AWS died under the poll, or a network blip on the real one
+                if self._stopping.wait(min(self.POLL_BACKOFF_MAX_S, self.POLL_BACKOFF_S * 2**failures)):
+                    return
+                if not self._up.is_set() or self.restarts != restarts:
+                    continue  # moto's server died meanwhile: its watcher says so and restarts it
+                failures += 1
+                if failures == 1:
+                    log.warning("polling S3 events for %s failed (retrying with a backoff): %s", name, exc)
+                continue
+            if failures:
+                log.info("polling S3 events for %s works again after %d failures", name, failures)
+                failures = 0
+
+    def _receive(self, sqs: Any, name: str, deliver: Callable[[str, dict[str, Any]], None]) -> None:
+        """One long poll of ``name``'s queue: deliver its S3 events, then delete them."""
+        queue_url = self._queue_urls[name]
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        )
+        for message in messages:
+            try:
+                event = json.loads(message["Body"])
+            except ValueError:
+                log.warning("ignoring a message that is not an S3 event on %s", name)
+                event = None
+            if isinstance(event, dict) and "Records" in event:  # not S3's own TestEvent
+                deliver(name, event)
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -132,6 +132,8 @@ class Emulator:
             server.server_close()
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self._forkserver is not None:
+            self._forkserver.stop_restarting()  # closing pools must not wait for a fork server to come back
         self.aws.stop_polling()  # the S3 pollers hand events to the deliveries: stop them first
         self.deliveries.close()
         self.catalog.close()  # fails the calls in flight, so the deliveries' threads end
@@ -156,18 +158,24 @@ class Emulator:
         return dict(self.catalog.services)
 
     def aws_address(self) -> dict[str, Any]:
-        return {"endpointUrl": self.aws.endpoint_url, "mode": self.aws.mode.value}
+        """``{"endpointUrl", "mode", "pid", "restarts"}``: the local AWS, its server's pid and restart count."""
+        return self.aws.describe()
 
     def status(self) -> dict[str, Any]:
         next_fire = self.scheduler.next_fire if self.scheduler is not None else {}
+        forkserver = self._forkserver
+        fork_server = {"pid": None, "restarts": 0}
+        if forkserver is not None:
+            fork_server = {"pid": forkserver.pid, "restarts": forkserver.restarts}
         return {
             "project": str(self.project_dir),
-            "aws": {**self.aws_address(), "pid": self.aws.pid},
+            "aws": self.aws_address(),
             "nextFire": {name: when.isoformat() if when else None for name, when in next_fire.items()},
             "app": self.project.app_name,
             "stage": self.stage,
-            "forkServerPid": self._forkserver.pid if self._forkserver is not None else None,
-            "services": self.catalog.status(),
+            "forkServerPid": fork_server["pid"],  # what "forkServer" says, under its former key
+            "forkServer": fork_server,
+            "services": self.catalog.status(lambda runtime: {"asyncQueue": {"depth": self.deliveries.depth(runtime)}}),
         }
 
     # -- internals ------------------------------------------------------------------------------------

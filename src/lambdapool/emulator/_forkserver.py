@@ -1,189 +1,77 @@
-"""The fork server: one clean, single-threaded process that preloads libraries and forks pipelines.
+"""The emulator's handle on the fork server process (:mod:`lambdapool.emulator._forkserver_process`).
 
-Forking from the emulator itself would be unsafe (it runs many threads), and starting a fresh interpreter
-per pipeline costs tens of milliseconds. The fork server is started once; it imports the libraries the app
-uses (never the app itself: init code must run in each pipeline), then forks a pipeline per request. Each
-pipeline gets its own socket to the emulator, passed over the control socket with ``SCM_RIGHTS``.
-
-Control protocol (frames of :mod:`lambdapool.emulator._wire`): the emulator sends ``{"op": "spawn", "token", "config"}``
-with one file descriptor; the server answers ``{"op": "spawned", "token", "pid"}`` and, when a pipeline
-ends, ``{"op": "exited", "pid", "status"}`` (a ``waitpid`` status). When the control socket closes, the
-server kills every pipeline and exits.
+:class:`ForkServer` starts the server, asks it for pipelines and hears of their exits; it supervises the
+server: when it dies, the pipelines it had are reported dead and a new server is started (see
+:mod:`lambdapool.emulator._supervision`).
 """
 
 from __future__ import annotations
 
-import argparse
 import array
-import ctypes
-import gc
-import importlib
-import os
-import select
+import dataclasses
+import logging
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from .._errors import ChannelClosed, ForkServerError
 from ._project import PipelineConfig
+from ._supervision import RestartBackoff, describe_returncode, restart_with_backoff
 from ._wire import (
-    PREFIX_SIZE,
     FrameReader,
-    decode_prefix,
     encode_frame,
-    finish_frame,
-    recv_exactly,
     recv_frame,
-    send_frame,
 )
 
-_PR_SET_PDEATHSIG = 1
+log = logging.getLogger("lambdapool.emulator")
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent (the fork server) dies."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+@dataclasses.dataclass(eq=False)
+class _Generation:
+    """One fork server process, with its control socket, its unanswered spawn requests and its live pipelines."""
 
-
-def _recv_spawn(control: socket.socket) -> tuple[dict[str, Any], int]:
-    """Receive one spawn request and the descriptor that came with it."""
-    fds = array.array("i")
-    message, ancillary, _flags, _addr = control.recvmsg(PREFIX_SIZE, socket.CMSG_SPACE(fds.itemsize))
-    if not message:
-        raise ChannelClosed("the emulator closed the control socket")
-    message += recv_exactly(control, PREFIX_SIZE - len(message))
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-    if len(fds) != 1:
-        raise ValueError("a spawn request must carry exactly one descriptor")
-    header, _ = finish_frame(control, *decode_prefix(message))
-    return header, fds[0]
-
-
-def _child(control: socket.socket, wakeup_r: int, fd: int, config: dict[str, Any]) -> None:
-    """In the forked pipeline: drop the server's state and run the worker. Never returns."""
-    code = 1
-    try:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        control.close()
-        os.close(wakeup_r)
-        _die_with_parent()
-        from . import _worker
-
-        code = _worker.run(socket.socket(fileno=fd), PipelineConfig.from_json(config))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        code = 1
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(code)
-
-
-def serve(control: socket.socket, preload: Sequence[str]) -> None:
-    """The fork server's main loop (runs in its own process)."""
-    for module in preload:
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # the pipeline will import it itself and report the error properly
-            print(f"lambdapool: could not preload {module}: {exc}", file=sys.stderr)
-    from . import _worker  # noqa: F401  (preloaded for every pipeline)
-
-    wakeup_r, wakeup_w = os.pipe()
-    os.set_blocking(wakeup_w, False)
-    signal.set_wakeup_fd(wakeup_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    gc.collect()
-    gc.freeze()  # the preloaded objects stay frozen in pipelines too: the collector never touches their pages
-    children: set[int] = set()
-    send_frame(control, {"op": "ready", "pid": os.getpid()})
-    try:
-        while True:
-            readable, _, _ = select.select([control.fileno(), wakeup_r], [], [])
-            if wakeup_r in readable:
-                os.read(wakeup_r, 4096)
-                _reap(control, children)
-            if control.fileno() in readable:
-                request, fd = _recv_spawn(control)
-                pid = os.fork()
-                if pid == 0:
-                    _child(control, wakeup_r, fd, request["config"])
-                os.close(fd)
-                children.add(pid)
-                send_frame(control, {"op": "spawned", "token": request["token"], "pid": pid})
-    except (ChannelClosed, OSError):
-        pass
-    finally:
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for pid in children:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-
-
-def _reap(control: socket.socket, children: set[int]) -> None:
-    while children:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        children.discard(pid)
-        send_frame(control, {"op": "exited", "pid": pid, "status": status})
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lambdapool.emulator._forkserver")
-    parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--preload", default="")
-    args = parser.parse_args(argv)
-    control = socket.socket(fileno=args.fd)
-    serve(control, [name for name in args.preload.split(",") if name])
+    process: subprocess.Popen[bytes]
+    control: socket.socket
+    started: float  # time.monotonic()
+    pending: dict[int, tuple[threading.Event, list[int]]] = dataclasses.field(default_factory=dict)
+    children: set[int] = dataclasses.field(default_factory=set)
 
 
 class ForkServer:
     """The emulator's handle on the fork server process. A context manager; thread-safe.
 
-    ``on_exit(pid, status)`` is called (from a reader thread) whenever a pipeline ends.
-    Start it from a long-lived thread: pipelines are tied to the fork server's lifetime.
+    ``on_exit(pid, status)`` is called (from a reader thread) whenever a pipeline ends with its ``waitpid``
+    status. With ``restart`` (the default) the handle supervises the server: when it dies, every pipeline it
+    had forked is reported ended (``status`` :data:`signal.SIGKILL`: ``PR_SET_PDEATHSIG`` kills them with it)
+    and a new server is started with the same preloads, as ``backoff`` allows (see :class:`RestartBackoff`: a
+    server that keeps dying is not restarted in a loop); :attr:`restarts` counts the restarts, and spawn
+    requests made meanwhile wait for the new server.
     """
 
-    def __init__(self, preload: Sequence[str] = (), on_exit: Callable[[int, int], None] | None = None):
+    def __init__(
+        self,
+        preload: Sequence[str] = (),
+        on_exit: Callable[[int, int], None] | None = None,
+        *,
+        restart: bool = True,
+        backoff: RestartBackoff | None = None,
+    ):
         self._preload = list(preload)
         self._on_exit = on_exit
-        self._lock = threading.Lock()
-        self._pending: dict[int, tuple[threading.Event, list[int]]] = {}
+        self._restart = restart
+        self._cond = threading.Condition()
         self._next_token = 0
-        self._process: subprocess.Popen[bytes] | None = None
-        self._control: socket.socket | None = None
-        self._reader: threading.Thread | None = None
+        self._current: _Generation | None = None
+        self._readers: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._gave_up = False
+        self._backoff = backoff or RestartBackoff()
+        self._start_timeout_s = 60.0
+        self.restarts = 0
 
     def __enter__(self) -> ForkServer:
         self.start()
@@ -194,17 +82,62 @@ class ForkServer:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        """The running server's pid (``None`` while it is being restarted, or once stopped)."""
+        current = self._current
+        return current.process.pid if current is not None else None
 
     def start(self, timeout_s: float = 60.0) -> None:
-        """Start the server and wait until its preloading is done."""
+        """Start the server and wait until its preloading is done (at most ``timeout_s``, also the limit
+        for every restart). Raises :class:`ForkServerError` if it does not start."""
+        self._start_timeout_s = timeout_s
+        self._install(self._launch(timeout_s))
+
+    def spawn(self, config: PipelineConfig, timeout_s: float = 30.0) -> tuple[int, socket.socket]:
+        """Fork a pipeline running ``config``; returns its pid and the emulator's end of its socket.
+
+        A request that the server cannot answer because it died is sent again to its replacement.
+        Raises :class:`ForkServerError` if no server answers within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        dead: _Generation | None = None
+        while True:
+            generation = self._wait_for_server(deadline, dead)
+            pid_and_socket = self._spawn_on(generation, config, deadline)
+            if pid_and_socket is not None:
+                return pid_and_socket
+            dead = generation  # it died under the request (or never answered): try its successor
+
+    def stop_restarting(self) -> None:
+        """Restart no server from now on, and fail the spawn requests waiting for one (the emulator is
+        closing: its pools must not wait for a restart)."""
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Close the control socket; the server kills its pipelines and exits (killed if it lingers).
+        Ends the supervision: a server that dies from now on is not restarted."""
+        self._stopping.set()
+        with self._cond:
+            current, self._current = self._current, None
+            readers = list(self._readers)
+            self._cond.notify_all()
+        if current is not None:
+            self._end(current, timeout_s)
+        for reader in readers:
+            if reader is not threading.current_thread():
+                reader.join(timeout_s)
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _launch(self, timeout_s: float) -> _Generation:
+        """Start a server process and wait for its greeting; raises :class:`ForkServerError`."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._process = subprocess.Popen(
+            process = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
-                    "lambdapool.emulator._forkserver",
+                    "lambdapool.emulator._forkserver_process",
                     "--fd",
                     str(theirs.fileno()),
                     "--preload",
@@ -213,95 +146,163 @@ class ForkServer:
                 pass_fds=[theirs.fileno()],
                 start_new_session=True,  # a Ctrl-C in the terminal reaches the emulator only
             )
+        except OSError as exc:
+            ours.close()
+            raise ForkServerError(f"the fork server did not start: {exc}") from exc
         finally:
             theirs.close()
-        self._control = ours
+        generation = _Generation(process, ours, time.monotonic())
         ours.settimeout(timeout_s)
         try:
             header, _ = recv_frame(ours)
-        except (ChannelClosed, TimeoutError, OSError) as exc:
-            self.stop()
+        except (ChannelClosed, TimeoutError, OSError, ValueError) as exc:
+            self._end(generation, 0.0)
             raise ForkServerError(f"the fork server did not start: {exc}") from exc
         if header.get("op") != "ready":
-            self.stop()
+            self._end(generation, 0.0)
             raise ForkServerError(f"unexpected fork server greeting {header!r}")
         ours.settimeout(None)
-        self._reader = threading.Thread(target=self._read, args=(ours,), name="lambdapool-forkserver", daemon=True)
-        self._reader.start()
+        return generation
 
-    def spawn(self, config: PipelineConfig, timeout_s: float = 30.0) -> tuple[int, socket.socket]:
-        """Fork a pipeline running ``config``; returns its pid and the emulator's end of its socket.
-        Raises :class:`ForkServerError` if the fork server is gone or does not answer."""
-        if self._control is None:
-            raise ForkServerError("the fork server is not running")
+    def _install(self, generation: _Generation, *, restart: bool = False) -> bool:
+        """Make ``generation`` the server spawn requests go to (counted in :attr:`restarts` if it is a
+        ``restart``), and start its reader; ``False`` (and the server ended) if the handle was stopped."""
+        with self._cond:
+            if not self._stopping.is_set():
+                self._current = generation
+                if restart:
+                    self.restarts += 1
+                reader = threading.Thread(
+                    target=self._read, args=(generation,), name="lambdapool-forkserver", daemon=True
+                )
+                self._readers = [thread for thread in self._readers if thread.is_alive()] + [reader]
+                reader.start()
+                self._cond.notify_all()
+                return True
+        self._end(generation, 0.0)
+        return False
+
+    @staticmethod
+    def _end(generation: _Generation, timeout_s: float) -> None:
+        """Close ``generation``'s control socket (the server then exits) and reap it, killed after ``timeout_s``."""
+        try:
+            generation.control.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        generation.control.close()
+        try:
+            generation.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            generation.process.kill()
+            generation.process.wait()
+
+    def _wait_for_server(self, deadline: float, dead: _Generation | None) -> _Generation:
+        """The running server (not ``dead``), waiting for a restart until ``deadline``."""
+        with self._cond:
+            while self._current is None or self._current is dead:
+                remaining = deadline - time.monotonic()
+                if self._stopping.is_set() or self._gave_up or not self._restart or remaining <= 0:
+                    raise ForkServerError("the fork server is not running")
+                self._cond.wait(remaining)
+            return self._current
+
+    def _spawn_on(
+        self, generation: _Generation, config: PipelineConfig, deadline: float
+    ) -> tuple[int, socket.socket] | None:
+        """Send one spawn request to ``generation``; ``None`` if it died before answering.
+        Raises :class:`ForkServerError` if it is alive but does not answer by ``deadline``."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         event = threading.Event()
         result: list[int] = []
-        try:
-            with self._lock:
-                token = self._next_token
-                self._next_token += 1
-                self._pending[token] = (event, result)
-                frame = encode_frame({"op": "spawn", "token": token, "config": config.to_json()})
-                self._control.sendmsg(
-                    [frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))]
+        frame_config = config.to_json()
+        with self._cond:
+            if self._current is not generation:  # it died since it was chosen: its reader is done
+                ours.close()
+                theirs.close()
+                return None
+            token = self._next_token
+            self._next_token += 1
+            generation.pending[token] = (event, result)
+            try:
+                generation.control.sendmsg(
+                    [encode_frame({"op": "spawn", "token": token, "config": frame_config})],
+                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))],
                 )
-        except OSError as exc:
-            ours.close()
-            raise ForkServerError(f"the fork server is gone: {exc}") from exc
-        finally:
-            theirs.close()
-        if not event.wait(timeout_s) or not result:
-            ours.close()
-            with self._lock:
-                self._pending.pop(token, None)
-            raise ForkServerError("the fork server did not answer a spawn request")
-        return result[0], ours
+            except OSError:
+                pass  # the server is gone: its reader wakes every request it left unanswered
+            finally:
+                theirs.close()
+        answered = event.wait(max(0.0, deadline - time.monotonic()))
+        if answered and result:
+            return result[0], ours
+        ours.close()
+        with self._cond:
+            generation.pending.pop(token, None)
+            if answered or self._current is not generation:
+                return None
+        raise ForkServerError("the fork server did not answer a spawn request")
 
-    def _read(self, control: socket.socket) -> None:
-        """The reader thread: answers to spawn requests and pipeline exits, until the socket closes.
-
-        It holds its own reference to the socket: :meth:`stop` may clear ``self._control`` at any time.
-        """
-        reader = FrameReader(control)
+    def _read(self, generation: _Generation) -> None:
+        """A server's reader thread: answers to spawn requests and pipeline exits until its socket closes;
+        then, if the server died (rather than being stopped), its recovery."""
+        reader = FrameReader(generation.control)
         try:
             while True:
                 header, _ = reader.read()
                 if header["op"] == "spawned":
-                    with self._lock:
-                        event, result = self._pending.pop(header["token"], (None, []))
+                    with self._cond:
+                        generation.children.add(header["pid"])
+                        event, result = generation.pending.pop(header["token"], (None, []))
                     if event is not None:
                         result.append(header["pid"])
                         event.set()
-                elif header["op"] == "exited" and self._on_exit is not None:
-                    self._on_exit(header["pid"], header["status"])
+                elif header["op"] == "exited":
+                    with self._cond:
+                        generation.children.discard(header["pid"])
+                    self._report_exit(header["pid"], header["status"])
         except (ChannelClosed, OSError, ValueError):
             pass
+        except Exception:  # a frame this reader does not understand: the server is of no use any more
+            log.exception("reading the fork server's answers failed")
         finally:
-            with self._lock:
-                pending, self._pending = self._pending, {}
+            with self._cond:
+                pending, generation.pending = generation.pending, {}
+                lost, generation.children = generation.children, set()
+                died = self._current is generation
+                if died:
+                    self._current = None
+                self._cond.notify_all()
             for event, _ in pending.values():
                 event.set()
+        if died:
+            self._recover(generation, sorted(lost))
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Close the control socket; the server kills its pipelines and exits (killed if it lingers)."""
-        control, self._control = self._control, None
-        if control is not None:
-            try:
-                control.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            control.close()
-        process, self._process = self._process, None
-        if process is not None:
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._reader is not None and self._reader is not threading.current_thread():
-            self._reader.join(timeout_s)
+    def _report_exit(self, pid: int, status: int) -> None:
+        if self._on_exit is None:
+            return
+        try:
+            self._on_exit(pid, status)
+        except Exception:  # the reader must live on: the next spawn answers depend on it
+            log.exception("reporting the end of pipeline %d failed", pid)
 
+    def _recover(self, dead: _Generation, lost: list[int]) -> None:
+        """``dead`` died by itself: report its pipelines ended, then start its replacement."""
+        self._end(dead, 5.0)
+        for pid in lost:  # killed with their server (PR_SET_PDEATHSIG): no one will report them otherwise
+            self._report_exit(pid, signal.SIGKILL)
+        if not self._restart:
+            return
+        self._backoff.died(time.monotonic() - dead.started)
 
-if __name__ == "__main__":
-    main()
+        def attempt() -> str | None:
+            replacement = self._launch(self._start_timeout_s)
+            if not self._install(replacement, restart=True):
+                return None
+            return f"restarted it as pid {replacement.process.pid} (restart {self.restarts})"
+
+        what = f"the fork server (pid {dead.process.pid}) {describe_returncode(dead.process.returncode)}"
+        impact = "pipelines cannot start until the emulator is restarted"
+        if not restart_with_backoff(log, what, self._backoff, self._stopping, attempt, impact):
+            with self._cond:
+                self._gave_up = True
+                self._cond.notify_all()

@@ -1,0 +1,162 @@
+"""The fork server process: one clean, single-threaded process that preloads libraries and forks pipelines.
+
+Forking from the emulator itself would be unsafe (it runs many threads), and starting a fresh interpreter
+per pipeline costs tens of milliseconds. The fork server is started once
+(``python -m lambdapool.emulator._forkserver_process``); it imports the libraries the app uses (never the
+app itself: init code must run in each pipeline), then forks a pipeline per request. Each pipeline gets its
+own socket to the emulator, passed over the control socket with ``SCM_RIGHTS``.
+
+Control protocol (frames of :mod:`lambdapool.emulator._wire`): the emulator sends ``{"op": "spawn", "token",
+"config"}`` with one file descriptor; the server answers ``{"op": "spawned", "token", "pid"}`` and, when a
+pipeline ends, ``{"op": "exited", "pid", "status"}`` (a ``waitpid`` status). When the control socket closes,
+the server kills every pipeline and exits: it ends with the emulator, however the emulator ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import ctypes
+import gc
+import importlib
+import os
+import select
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .._errors import ChannelClosed
+from ._project import PipelineConfig
+from ._wire import PREFIX_SIZE, decode_prefix, finish_frame, recv_exactly, send_frame
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent (the fork server) dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _recv_spawn(control: socket.socket) -> tuple[dict[str, Any], int]:
+    """Receive one spawn request and the descriptor that came with it."""
+    fds = array.array("i")
+    message, ancillary, _flags, _addr = control.recvmsg(PREFIX_SIZE, socket.CMSG_SPACE(fds.itemsize))
+    if not message:
+        raise ChannelClosed("the emulator closed the control socket")
+    message += recv_exactly(control, PREFIX_SIZE - len(message))
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    if len(fds) != 1:
+        raise ValueError("a spawn request must carry exactly one descriptor")
+    header, _ = finish_frame(control, *decode_prefix(message))
+    return header, fds[0]
+
+
+def _child(control: socket.socket, wakeup_r: int, fd: int, config: dict[str, Any]) -> None:
+    """In the forked pipeline: drop the server's state and run the worker. Never returns."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        control.close()
+        os.close(wakeup_r)
+        _die_with_parent()
+        from . import _worker
+
+        code = _worker.run(socket.socket(fileno=fd), PipelineConfig.from_json(config))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+
+def serve(control: socket.socket, preload: Sequence[str]) -> None:
+    """The fork server's main loop (runs in its own process)."""
+    for module in preload:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # the pipeline will import it itself and report the error properly
+            print(f"lambdapool: could not preload {module}: {exc}", file=sys.stderr)
+    from . import _worker  # noqa: F401  (preloaded for every pipeline)
+
+    wakeup_r, wakeup_w = os.pipe()
+    os.set_blocking(wakeup_w, False)
+    signal.set_wakeup_fd(wakeup_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.collect()
+    gc.freeze()  # the preloaded objects stay frozen in pipelines too: the collector never touches their pages
+    children: set[int] = set()
+    send_frame(control, {"op": "ready", "pid": os.getpid()})
+    try:
+        while True:
+            readable, _, _ = select.select([control.fileno(), wakeup_r], [], [])
+            if wakeup_r in readable:
+                os.read(wakeup_r, 4096)
+                _reap(control, children)
+            if control.fileno() in readable:
+                request, fd = _recv_spawn(control)
+                pid = os.fork()
+                if pid == 0:
+                    _child(control, wakeup_r, fd, request["config"])
+                os.close(fd)
+                children.add(pid)
+                send_frame(control, {"op": "spawned", "token": request["token"], "pid": pid})
+    except (ChannelClosed, OSError):
+        pass
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in children:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _reap(control: socket.socket, children: set[int]) -> None:
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        children.discard(pid)
+        send_frame(control, {"op": "exited", "pid": pid, "status": status})
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lambdapool.emulator._forkserver_process")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--preload", default="")
+    args = parser.parse_args(argv)
+    control = socket.socket(fileno=args.fd)
+    serve(control, [name for name in args.preload.split(",") if name])
+
+
+if __name__ == "__main__":
+    main()
