@@ -31,8 +31,6 @@ __all__ = [
     "ConfigurationError",
     "ForkServerError",
     "FunctionError",
-    "HeadersTooLarge",
-    "HttpVersionNotSupported",
     "LambdapoolError",
     "MethodNotAllowed",
     "NotFound",
@@ -43,11 +41,9 @@ __all__ = [
     "PipelineCrashed",
     "QueueFull",
     "QueueTimeout",
-    "RequestTimeout",
     "ResultNotSerializable",
     "Timeout",
     "Unauthorized",
-    "UriTooLong",
     "error_from_body",
 ]
 
@@ -144,36 +140,6 @@ class MethodNotAllowed(LambdapoolError):
 
     def headers(self) -> dict[str, str]:
         return {**super().headers(), "Allow": ", ".join(self.allowed)}
-
-
-class RequestTimeout(LambdapoolError):
-    """The request line, headers or body did not arrive within the server's time limit. Raised by the
-    emulator's HTTP server (a slow client cannot hold a connection)."""
-
-    status = 408
-    error_type = "RequestTimeout"
-
-
-class UriTooLong(LambdapoolError):
-    """The request line is over the HTTP server's limit (64 KiB). Raised by the emulator's HTTP server."""
-
-    status = 414
-    error_type = "UriTooLong"
-
-
-class HeadersTooLarge(LambdapoolError):
-    """Too many header lines, or one too long. Raised by the emulator's HTTP server."""
-
-    status = 431
-    error_type = "HeadersTooLarge"
-
-
-class HttpVersionNotSupported(LambdapoolError):
-    """The request line names an HTTP version the server does not speak. Raised by the emulator's HTTP
-    server."""
-
-    status = 505
-    error_type = "HttpVersionNotSupported"
 
 
 class Overloaded(LambdapoolError):
@@ -381,11 +347,7 @@ _NAMED_ERRORS: tuple[type[LambdapoolError], ...] = (
     Unauthorized,
     NotFound,
     MethodNotAllowed,
-    RequestTimeout,
     PayloadTooLarge,
-    UriTooLong,
-    HeadersTooLarge,
-    HttpVersionNotSupported,
     Overloaded,
     QueueFull,
     QueueTimeout,

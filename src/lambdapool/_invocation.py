@@ -124,6 +124,13 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON: a number must be finite")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:20]} is out of range: a number must be finite")
+    return value
+
+
 def parse_body(raw: bytes | str | None) -> dict[str, Any]:
     """The request body as a JSON object; an absent or blank body is ``{}``.
 
@@ -141,7 +148,7 @@ def parse_body(raw: bytes | str | None) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw, parse_constant=_no_constant)
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     except ValueError as exc:  # NaN/Infinity, or an integer over the conversion limit

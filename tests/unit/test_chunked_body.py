@@ -61,6 +61,7 @@ def test_a_body_cut_off_in_its_framing_is_an_end_of_stream() -> None:
         (b'{"n": ' + b"9" * 5000 + b"}", "Exceeds the limit"),
         (b'{"n": NaN}', "NaN is not JSON"),
         (b'{"n": -Infinity}', "-Infinity is not JSON"),
+        (b'{"n": 1e400}', "1e400 is out of range"),
     ],
 )
 def test_json_that_strict_parsers_refuse_is_a_bad_request(raw: bytes, why: str) -> None:

@@ -239,11 +239,7 @@ def test_the_error_table_matches_the_design() -> None:
         "Unauthorized": 401,
         "NotFound": 404,
         "MethodNotAllowed": 405,  # the route exists, not for this method (with an Allow header)
-        "RequestTimeout": 408,  # protocol errors of the HTTP server: a slow request,
         "PayloadTooLarge": 413,
-        "UriTooLong": 414,  # a request line over 64 KiB,
-        "HeadersTooLarge": 431,  # too many or too long header lines,
-        "HttpVersionNotSupported": 505,  # not HTTP/1.x
         "Overloaded": 503,  # the emulator is at its connection limit
         "QueueFull": 429,
         "QueueTimeout": 429,

@@ -128,15 +128,16 @@ class Emulator:
             if self._serve_thread is not None:
                 server.shutdown()
                 self._serve_thread.join()
-            server.close_connections()
-            server.server_close()
+            server.server_close()  # no new connection from here on
         if self.scheduler is not None:
             self.scheduler.stop()
         if self._forkserver is not None:
             self._forkserver.stop_restarting()  # closing pools must not wait for a fork server to come back
         self.aws.stop_polling()  # the S3 pollers hand events to the deliveries: stop them first
         self.deliveries.close()
-        self.catalog.close()  # fails the calls in flight, so the deliveries' threads end
+        self.catalog.close()  # fails the calls in flight, so the threads waiting on them end
+        if server is not None:
+            server.close_connections()  # after the pools: every call in flight has had its answer
         self.deliveries.join()
         if self._supervisor is not None:
             self._supervisor.join()

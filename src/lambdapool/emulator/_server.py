@@ -3,7 +3,9 @@
 - **Framing is never trusted**: a chunked body is de-chunked here, strictly (a cut-off or malformed chunk is a
   400, never a read past what arrived); a bad or duplicated ``Content-Length``, or one beside
   ``Transfer-Encoding``, is a 400; a request whose headers never end is never executed.
-- **Every protocol error is a JSON error body** (400, 408, 414, 431, 505), like every other error.
+- **Every protocol error is a 400 ``BadRequest`` JSON body** saying what was wrong (a bad request line or
+  header line, a request line or headers over their limits, an HTTP version other than 1.x, a request too
+  slow to arrive), like every other error: DESIGN.md's table has 400 for malformed requests.
 - **Slow clients are cut off**: a request must arrive (line, headers and body) within its time limits and a
   kept-alive connection may idle only so long; one reaper thread enforces the deadlines of every connection.
 - **Connections are capped**: past ``max_connections`` a new connection is answered 503 ``Overloaded`` with
@@ -18,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import re
 import resource
 import socket
 import threading
@@ -27,15 +30,7 @@ from typing import Any
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from .._errors import (
-    BadRequest,
-    HeadersTooLarge,
-    HttpVersionNotSupported,
-    LambdapoolError,
-    Overloaded,
-    RequestTimeout,
-    UriTooLong,
-)
+from .._errors import BadRequest, LambdapoolError, Overloaded
 
 log = logging.getLogger("lambdapool.server")
 
@@ -46,6 +41,8 @@ MAX_HEADER_LINE_BYTES = 65536
 MAX_HEADER_LINES = 100
 _CHUNK_SIZE_LINE_BYTES = 1024
 _HEX = frozenset("0123456789abcdefABCDEF")
+#: A header line: a token, a colon (no space before it), a value.
+_HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*\r?\n")
 
 
 def default_max_connections() -> int:
@@ -180,6 +177,7 @@ class EmulatorRequestHandler(WSGIRequestHandler):
 
     def handle_one_request(self) -> None:
         deadlines, limits = self.server.deadlines, self.server.limits
+        self._answered = False
         deadlines.set(self.connection, limits.idle_timeout_s)
         self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE_BYTES + 1)
         if not self.raw_requestline:
@@ -188,11 +186,12 @@ class EmulatorRequestHandler(WSGIRequestHandler):
         deadlines.set(self.connection, limits.header_timeout_s)
         if len(self.raw_requestline) > MAX_REQUEST_LINE_BYTES:
             self.requestline = self.request_version = self.command = ""
-            self.send_json_error(UriTooLong("the request line is over 64 KiB"))
+            self.send_json_error(BadRequest("the request line is over 64 KiB"))
             return
         header_block = self._read_header_block()
-        if header_block is None:  # the client left (or was too slow) before its headers ended: run nothing
-            self._close(timed_out=self.connection in deadlines.expired)
+        if header_block is None:  # the client left (or was too slow), or a line was refused: run nothing
+            if not self._answered:
+                self._close(timed_out=self.connection in deadlines.expired)
             return
         if not self._parse_request(header_block):
             return
@@ -206,23 +205,35 @@ class EmulatorRequestHandler(WSGIRequestHandler):
 
     def _close(self, *, timed_out: bool) -> None:
         if timed_out and self.raw_requestline:
-            self.send_json_error(RequestTimeout("the request did not arrive in time"))
+            limits = self.server.limits
+            self.send_json_error(
+                BadRequest(
+                    "the request did not arrive in time",
+                    f"a request's line and headers must arrive within {limits.header_timeout_s:g} s and its body "
+                    f"within {limits.body_timeout_s:g} s",
+                )
+            )
         self.close_connection = True
 
     def _read_header_block(self) -> bytes | None:
-        """The header lines up to and with the empty line, or ``None`` if the connection ends first."""
+        """The header lines up to and with the empty line, or ``None`` if the connection ends first (or a
+        400 was answered for a header line that is too long, malformed, or one too many)."""
         lines: list[bytes] = []
         for _ in range(MAX_HEADER_LINES + 1):
             line = self.rfile.readline(MAX_HEADER_LINE_BYTES + 1)
-            if not line or (len(line) <= MAX_HEADER_LINE_BYTES and not line.endswith(b"\n")):
+            if len(line) > MAX_HEADER_LINE_BYTES:
+                self.send_json_error(BadRequest("a header line is over 64 KiB"))
+                return None
+            if not line or not line.endswith(b"\n"):
+                return None
+            if line in (b"\r\n", b"\n"):
+                return b"".join(lines) + line
+            if not _HEADER_LINE.match(line):  # no colon, space before it, a folded line...: RFC 9112 says 400
+                self.send_json_error(BadRequest(f"malformed header line {line[:60]!r}"))
                 return None
             lines.append(line)
-            if line in (b"\r\n", b"\n"):
-                return b"".join(lines)
-            if len(line) > MAX_HEADER_LINE_BYTES:
-                break
-        # Too many or too long: let the standard parser say which (431).
-        return b"".join(lines) + b"\r\n"
+        self.send_json_error(BadRequest(f"more than {MAX_HEADER_LINES} header lines"))
+        return None
 
     def _parse_request(self, header_block: bytes) -> bool:
         rfile, self.rfile = self.rfile, io.BytesIO(header_block)
@@ -233,7 +244,10 @@ class EmulatorRequestHandler(WSGIRequestHandler):
 
     def _framing_error(self) -> LambdapoolError | None:
         lengths = self.headers.get_all("Content-Length") or []
-        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        encodings = self.headers.get_all("Transfer-Encoding") or []
+        chunked = bool(encodings)
+        if encodings and [encoding.strip().lower() for encoding in encodings] != ["chunked"]:
+            return BadRequest(f"unsupported Transfer-Encoding {', '.join(encodings)[:60]!r}: only 'chunked' is")
         if len(lengths) > 1:
             return BadRequest("the request has more than one Content-Length")
         if lengths and chunked:
@@ -252,16 +266,11 @@ class EmulatorRequestHandler(WSGIRequestHandler):
         """The standard library's protocol errors, as JSON error bodies."""
         phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "bad request"
         text = message or phrase
-        errors: dict[int, type[LambdapoolError]] = {
-            HTTPStatus.REQUEST_URI_TOO_LONG: UriTooLong,
-            HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: HeadersTooLarge,
-            HTTPStatus.HTTP_VERSION_NOT_SUPPORTED: HttpVersionNotSupported,
-        }
-        self.send_json_error(errors.get(code, BadRequest)(text, explain or text))
+        self.send_json_error(BadRequest(f"malformed request: {text}", explain or text))
 
     def send_json_error(self, error: LambdapoolError) -> None:
         """Answer ``error`` as the JSON envelope and close the connection."""
-        self.close_connection = True
+        self._answered = self.close_connection = True
         if getattr(self, "request_version", "HTTP/0.9") in ("HTTP/0.9", ""):
             self.request_version = "HTTP/1.1"  # a request line too bad to parse still gets an HTTP/1.1 answer
         body = error.to_json()
