@@ -94,6 +94,22 @@ def test_event_invocations_answer_202_and_run(behaviours: Client, tmp_path: Path
     wait_until(lambda: behaviours.endpoint_status("b", "gated")["counters"]["succeeded"] == 1)
 
 
+def test_event_invocations_beyond_the_pool_are_all_run_in_order(behaviours: Client, tmp_path: Path) -> None:
+    # b/gated_one has ceil=1, queue=1: thirty events must wait for it, never be dropped, and run in
+    # the order they were accepted.
+    gate, log = tmp_path / "gate", tmp_path / "log"
+    client = lambda_client(behaviours)
+    tags = [f"e{number:02d}" for number in range(30)]
+    for tag in tags:
+        payload = json.dumps({"tag": tag, "gate": str(gate), "log": str(log)})
+        assert client.invoke(FunctionName="b-gated_one", InvocationType="Event", Payload=payload)["StatusCode"] == 202
+    status = behaviours.endpoint_status("b", "gated_one")
+    assert status["asyncQueue"]["depth"] >= 28 and status["queue"]["depth"] == 0
+    gate.touch()
+    wait_until(lambda: behaviours.endpoint_status("b", "gated_one")["counters"]["succeeded"] == 30)
+    assert log.read_text().split() == tags
+
+
 def test_an_unknown_function_is_resource_not_found(behaviours: Client) -> None:
     client = lambda_client(behaviours)
     with pytest.raises(client.exceptions.ResourceNotFoundException):

@@ -44,6 +44,15 @@ def gated(tag: str, gate: str, log: str):
     return {"tag": tag, "pid": os.getpid()}
 
 
+@svc.function(pool=Pool(floor=1, ceil=1, cruise=1, queue=1))
+def gated_one(tag: str, gate: str, log: str):
+    """One pipeline: records its tag (in ``log``) once ``gate`` exists."""
+    _wait_for(gate)
+    with open(log, "a") as out:
+        out.write(f"{tag}\n")
+    return tag
+
+
 @svc.function(pool=Pool(floor=1, ceil=1, cruise=1, queue=1, timeout_ms=200))
 def gated_short_queue(gate: str):
     _wait_for(gate)
