@@ -14,6 +14,7 @@ import json
 import shutil
 import zipfile
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,19 @@ HOST_MODULES = frozenset({"cli.py", "testing.py", "_deploy.py"})
 #: API Gateway's integration timeout: a synchronous route cannot run longer, whatever the function's timeout.
 API_GATEWAY_LIMIT_S = 29
 ZIPPED_LIMIT_BYTES = 50 * 2**20
+
+
+def route_timeout_warnings(specs: Iterable[EndpointSpec]) -> list[str]:
+    """A warning for every endpoint whose ``timeout_s`` its run route can never use (API Gateway ends every
+    route at 29 s): ``lambdapool config`` and ``lambdapool local`` print them."""
+    return [
+        f"warning: {spec.service_id}/{spec.endpoint_id} has timeout_s={spec.timeout_s}, but API Gateway ends "
+        f"every route at {API_GATEWAY_LIMIT_S} s: call it through /submit, or lower timeout_s"
+        for spec in specs
+        if spec.trigger is None and spec.timeout_s > API_GATEWAY_LIMIT_S
+    ]
+
+
 UNZIPPED_LIMIT_BYTES = 250 * 2**20
 
 
@@ -155,12 +169,7 @@ def configure(project_dir: str | Path, stage: str = "dev", provisioned: bool = F
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     changes += vendor_runtime(project)
-    next_steps = [
-        f"warning: {spec.service_id}/{spec.endpoint_id} has timeout_s={spec.timeout_s}, but API Gateway ends "
-        f"every route at {API_GATEWAY_LIMIT_S} s: call it through /submit, or lower timeout_s"
-        for spec in specs
-        if spec.trigger is None and spec.timeout_s > API_GATEWAY_LIMIT_S
-    ]
+    next_steps = route_timeout_warnings(specs)
     next_steps.append(f"cd {project} && chalice deploy --stage {stage}")
     if provisioned:
         next_steps += provisioned_commands(app, stage, specs)

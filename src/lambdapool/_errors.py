@@ -41,6 +41,7 @@ __all__ = [
     "PipelineCrashed",
     "QueueFull",
     "QueueTimeout",
+    "ResponseSizeTooLarge",
     "ResultNotSerializable",
     "Timeout",
     "Unauthorized",
@@ -164,12 +165,16 @@ class PayloadTooLarge(LambdapoolError):
     error_type = "PayloadTooLarge"
 
     @classmethod
-    def over_limit(cls, limit_bytes: int, size_bytes: int | None = None) -> PayloadTooLarge:
-        """A body of ``size_bytes`` (unknown while it streams in chunks) over ``limit_bytes``."""
+    def over_limit(
+        cls, limit_bytes: int, size_bytes: int | None = None, *, asynchronous: bool = False
+    ) -> PayloadTooLarge:
+        """A body of ``size_bytes`` (unknown while it streams in chunks) over ``limit_bytes``, Lambda's limit
+        for a synchronous or an ``asynchronous`` invocation."""
         got = f" ({size_bytes} bytes)" if size_bytes is not None else ""
+        kind = "asynchronous" if asynchronous else "synchronous"
         return cls(
             f"request body{got} is over the {limit_bytes}-byte limit",
-            f"request bodies are limited to {limit_bytes} bytes, Lambda's synchronous payload limit; pass large "
+            f"request bodies are limited to {limit_bytes} bytes, Lambda's {kind} payload limit; pass large "
             "data through S3 and send its key instead",
         )
 
@@ -231,6 +236,20 @@ class ResultNotSerializable(LambdapoolError):
     error_type = "ResultNotSerializable"
 
 
+class ResponseSizeTooLarge(LambdapoolError):
+    """The function's result is over Lambda's 6 MB response limit (Lambda's own ``errorType``)."""
+
+    status = 500
+    error_type = "Function.ResponseSizeTooLarge"
+
+    @classmethod
+    def over(cls, size_bytes: int, limit_bytes: int) -> ResponseSizeTooLarge:
+        return cls(
+            f"Response payload size ({size_bytes} bytes) exceeded maximum allowed payload size ({limit_bytes} bytes).",
+            "Lambda refuses a response over 6 MB: return a reference (an S3 key) to large results instead",
+        )
+
+
 class OutputMismatch(LambdapoolError):
     """A function declared ``outputs=[...]`` but returned a value that does not match them."""
 
@@ -250,6 +269,8 @@ class PipelineCrashed(LambdapoolError):
 
     status = 502
     error_type = "PipelineCrashed"
+    #: The process's ``waitpid`` status, when it is known (what Lambda's ``Runtime.ExitError`` reports).
+    exit_status: int | None = None
 
     @classmethod
     def not_started(cls, cause: object = None) -> PipelineCrashed:
@@ -269,15 +290,27 @@ class PipelineCrashed(LambdapoolError):
         return cls("the emulator is shutting down", "the emulator stopped before the call could finish")
 
     @classmethod
-    def died(cls, where: str, how: str, pipeline: str | None = None, *, starting: bool = False) -> PipelineCrashed:
+    def died(
+        cls,
+        where: str,
+        how: str,
+        pipeline: str | None = None,
+        *,
+        starting: bool = False,
+        exit_status: int | None = None,
+    ) -> PipelineCrashed:
         """The pipeline of ``where`` ended (``how``: "exited with code 1"...) during a call or its start."""
         if starting:
-            return cls(f"{where}: the pipeline died while starting: {how}")
-        return cls(
+            error = cls(f"{where}: the pipeline died while starting: {how}")
+            error.exit_status = exit_status
+            return error
+        error = cls(
             f"the pipeline died during the call: {how}",
             f"{how} while running {where} (pipeline {pipeline}); it is replaced. Check the emulator's output for "
             "what the function printed.",
         )
+        error.exit_status = exit_status
+        return error
 
 
 class OutOfMemory(LambdapoolError):
@@ -352,6 +385,7 @@ _NAMED_ERRORS: tuple[type[LambdapoolError], ...] = (
     QueueFull,
     QueueTimeout,
     ResultNotSerializable,
+    ResponseSizeTooLarge,
     OutputMismatch,
     ConfigurationError,
     PipelineCrashed,

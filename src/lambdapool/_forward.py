@@ -122,7 +122,7 @@ def function_error(body: dict[str, Any]) -> LambdapoolError:
     error_type = str(body.get("errorType", ""))
     message = str(body.get("errorMessage", "the function failed"))
     detail = "\n".join(body.get("stackTrace") or []) or message
-    if not error_type and "timed out" in message:  # Lambda's own timeout carries no errorType
+    if error_type == "Sandbox.Timedout" or (not error_type and "timed out" in message):  # older runtimes: no type
         return Timeout(message, detail)
     if error_type == "Runtime.OutOfMemory":
         return OutOfMemory(message, detail)

@@ -7,11 +7,13 @@ fails and encodes the same way everywhere. Standard library only: it goes into L
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 import logging
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +24,18 @@ if TYPE_CHECKING:
     from ._model import Endpoint
 
 __all__ = [
+    "LOCAL_ACCOUNT_ID",
     "RESERVED_PARAMETERS",
+    "CognitoIdentity",
     "InvocationContext",
+    "LambdaFunction",
     "ParameterSpec",
     "call_endpoint",
     "call_trigger",
     "encode_result",
     "parse_body",
+    "parse_json",
+    "region_of",
 ]
 
 #: Injected by lambdapool (``context``) or internal (the task envelope): never bound from a request body.
@@ -131,12 +138,12 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_body(raw: bytes | str | None) -> dict[str, Any]:
-    """The request body as a JSON object; an absent or blank body is ``{}``.
+def parse_json(raw: bytes | str | None) -> Any:
+    """A request body as strict JSON (any value); an absent or blank body is ``{}``.
 
-    Raises :class:`BadRequest` for invalid UTF-8, malformed JSON, a JSON value that is not an object, and
-    for what strict JSON (and so Lambda, and most clients) refuses: ``NaN``/``Infinity``, integers longer
-    than Python converts (4300 digits) and nesting deeper than the parser's recursion limit.
+    Raises :class:`BadRequest` for invalid UTF-8, malformed JSON, and for what strict JSON (and so Lambda, and
+    most clients) refuses: ``NaN``/``Infinity``, numbers out of a double's range, integers longer than Python
+    converts (4300 digits) and nesting deeper than the parser's recursion limit.
     """
     if raw is None:
         return {}
@@ -148,22 +155,187 @@ def parse_body(raw: bytes | str | None) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     except ValueError as exc:  # NaN/Infinity, or an integer over the conversion limit
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise BadRequest("request body is not valid JSON: it is nested too deeply") from exc
+
+
+def parse_body(raw: bytes | str | None) -> dict[str, Any]:
+    """The request body as a JSON object of parameters; raises :class:`BadRequest` as :func:`parse_json`
+    does, and for a JSON value that is not an object."""
+    value = parse_json(raw)
     if not isinstance(value, dict):
         raise BadRequest.not_an_object("request body", value)
     return value
 
 
+#: The account in the ARNs the emulator and ``chalice local`` give (the one AWS's examples and moto use, and the
+#: emulator's events carry): nothing local reaches a real account.
+LOCAL_ACCOUNT_ID = "123456789012"
+#: The version Lambda runs for an unqualified invocation.
+LATEST_VERSION = "$LATEST"
+#: The region when the environment names none.
+DEFAULT_REGION = "us-east-1"
+# Lambda's reserved variables that describe the function (its runtime builds the context object from them).
+_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+_VERSION = "AWS_LAMBDA_FUNCTION_VERSION"
+_LOG_GROUP = "AWS_LAMBDA_LOG_GROUP_NAME"
+_LOG_STREAM = "AWS_LAMBDA_LOG_STREAM_NAME"
+
+
+def region_of(*environments: Mapping[str, str]) -> str:
+    """The AWS region named by the first of ``environments`` that names one (``AWS_REGION``, else
+    ``AWS_DEFAULT_REGION``), else :data:`DEFAULT_REGION`."""
+    for environment in environments:
+        region = environment.get("AWS_REGION") or environment.get("AWS_DEFAULT_REGION")
+        if region:
+            return region
+    return DEFAULT_REGION
+
+
+def new_log_stream_name(version: str = LATEST_VERSION, now: float | None = None) -> str:
+    """A log stream named as Lambda names each execution environment's: ``YYYY/MM/DD/[$LATEST]<32 hex digits>``,
+    with the UTC date of ``now`` (a ``time.time()`` timestamp; the current time by default)."""
+    return f"{time.strftime('%Y/%m/%d', time.gmtime(now))}/[{version}]{uuid.uuid4().hex}"
+
+
+@functools.cache
+def _process_log_stream_name() -> str:
+    """This process's log stream, when no environment names one (``chalice local``: the process is the
+    execution environment)."""
+    return new_log_stream_name()
+
+
+def _int_or(value: Any, default: int) -> int:
+    """``value`` as an integer (Lambda's runtime gives the memory size as a string), else ``default``."""
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    return default
+
+
+@dataclasses.dataclass(frozen=True)
+class CognitoIdentity:
+    """``context.identity``: the Amazon Cognito identity that authorized the call. Lambda's Python runtime gives
+    one whose fields are ``None`` to every call that does not come through the AWS Mobile SDK."""
+
+    cognito_identity_id: str | None = None
+    cognito_identity_pool_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LambdaFunction:
+    """The Lambda function a call runs in, and the execution environment running it: what Lambda's context
+    object and reserved environment variables tell a function about itself.
+
+    Deployed, it comes from Lambda's own context object (:meth:`from_lambda_context`); in the emulator, from
+    the variables each pipeline is started with (:meth:`environment` writes them, :meth:`from_environment`
+    reads them back, as Lambda's runtime does); under ``chalice local``, from whatever of those variables is
+    set. What no source gives is derived as Lambda derives it, by :meth:`named`.
+    """
+
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    log_group_name: str
+    log_stream_name: str
+    function_version: str = LATEST_VERSION
+
+    @classmethod
+    def named(
+        cls,
+        function_name: str,
+        memory_mb: int,
+        region: str = DEFAULT_REGION,
+        log_stream_name: str = "",
+        function_version: str = LATEST_VERSION,
+    ) -> LambdaFunction:
+        """The function ``function_name`` (its deployed name; its Chalice name where none is known) with the
+        names Lambda gives it: ARN ``arn:aws:lambda:{region}:{LOCAL_ACCOUNT_ID}:function:{function_name}``, log
+        group ``/aws/lambda/{function_name}``; a blank ``log_stream_name`` is this process's stream."""
+        return cls(
+            function_name=function_name,
+            memory_limit_in_mb=memory_mb,
+            invoked_function_arn=f"arn:aws:lambda:{region}:{LOCAL_ACCOUNT_ID}:function:{function_name}",
+            log_group_name=f"/aws/lambda/{function_name}",
+            log_stream_name=log_stream_name or _process_log_stream_name(),
+            function_version=function_version,
+        )
+
+    @classmethod
+    def from_environment(cls, environment: Mapping[str, str], function_name: str, memory_mb: int) -> LambdaFunction:
+        """The function that Lambda's reserved variables in ``environment`` describe; ``function_name`` and
+        ``memory_mb`` stand in for the name and memory size where they are not set."""
+        named = cls.named(
+            environment.get(_FUNCTION_NAME) or function_name,
+            _int_or(environment.get(_MEMORY_SIZE), memory_mb),
+            region_of(environment),
+            environment.get(_LOG_STREAM, ""),
+            environment.get(_VERSION) or LATEST_VERSION,
+        )
+        return dataclasses.replace(named, log_group_name=environment.get(_LOG_GROUP) or named.log_group_name)
+
+    @classmethod
+    def from_lambda_context(cls, lambda_context: Any, default: LambdaFunction) -> LambdaFunction:
+        """The function Lambda's context object describes. What it lacks or leaves blank (the stand-ins that
+        ``chalice local`` and ``chalice.test`` pass) comes from ``default``, or, for another function name, is
+        derived from that name."""
+
+        def given(attribute: str) -> Any:
+            return getattr(lambda_context, attribute, None) or None
+
+        name = str(given("function_name") or default.function_name)
+        derived = default
+        if name != default.function_name:
+            derived = cls.named(
+                name, default.memory_limit_in_mb, default.region, default.log_stream_name, default.function_version
+            )
+        return cls(
+            function_name=name,
+            memory_limit_in_mb=_int_or(given("memory_limit_in_mb"), derived.memory_limit_in_mb),
+            invoked_function_arn=str(given("invoked_function_arn") or derived.invoked_function_arn),
+            log_group_name=str(given("log_group_name") or derived.log_group_name),
+            log_stream_name=str(given("log_stream_name") or derived.log_stream_name),
+            function_version=str(given("function_version") or derived.function_version),
+        )
+
+    @property
+    def region(self) -> str:
+        """The region in the function's ARN."""
+        parts = self.invoked_function_arn.split(":")
+        return parts[3] if len(parts) > 3 and parts[3] else DEFAULT_REGION
+
+    def environment(self) -> dict[str, str]:
+        """Lambda's reserved variables that describe this function (what :meth:`from_environment` reads)."""
+        return {
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            _FUNCTION_NAME: self.function_name,
+            _MEMORY_SIZE: str(self.memory_limit_in_mb),
+            _VERSION: self.function_version,
+            _LOG_GROUP: self.log_group_name,
+            _LOG_STREAM: self.log_stream_name,
+        }
+
+
 class InvocationContext:
-    """What a function receives as its ``context`` parameter (modelled on Lambda's context object).
+    """What a function receives as its ``context`` parameter: Lambda's context object (``aws_request_id``,
+    ``function_name``, ``function_version``, ``invoked_function_arn``, ``memory_limit_in_mb``, ``log_group_name``,
+    ``log_stream_name``, ``identity``, ``client_context``, ``get_remaining_time_in_millis()``) and lambdapool's
+    own attributes.
 
     ``deadline`` is a ``time.time()`` timestamp; ``folders`` are absolute paths of the endpoint's folders.
+    ``function`` is the Lambda function the call runs in; without it, the endpoint's Chalice name and
+    ``memory_mb``, named by :meth:`LambdaFunction.named`. ``identity`` and ``client_context`` are Lambda's;
+    without them, what Lambda gives a call that does not come through the AWS Mobile SDK (a
+    :class:`CognitoIdentity` of ``None`` fields, and ``None``).
     """
 
     def __init__(
@@ -177,16 +349,27 @@ class InvocationContext:
         pipeline_id: str,
         folders: Sequence[str] = (),
         memory_mb: int = 128,
+        function: LambdaFunction | None = None,
+        identity: Any = None,
+        client_context: Any = None,
     ):
+        if function is None:
+            function = LambdaFunction.named(lambda_name(service_id, endpoint_id), memory_mb)
         self.request_id = self.aws_request_id = request_id
         self.service_id = service_id
         self.endpoint_id = endpoint_id
-        self.function_name = lambda_name(service_id, endpoint_id)
+        self.function_name = function.function_name
+        self.function_version = function.function_version
+        self.invoked_function_arn = function.invoked_function_arn
+        self.memory_limit_in_mb = function.memory_limit_in_mb
+        self.log_group_name = function.log_group_name
+        self.log_stream_name = function.log_stream_name
+        self.identity = identity if identity is not None else CognitoIdentity()
+        self.client_context = client_context
         self.deadline = deadline
         self.cold_start = cold_start
         self.pipeline_id = pipeline_id
         self.folders = list(folders)
-        self.memory_limit_in_mb = memory_mb
         self.logger = logging.getLogger(f"lambdapool.{service_id}.{endpoint_id}")
 
     @property

@@ -31,6 +31,8 @@ LAMBDA_TIMEOUT_S_RANGE = (1, 900)
 LAMBDA_MEMORY_MB_RANGE = (128, 10240)
 #: Lambda's limit on a synchronous request (and response) payload: the limit on request bodies.
 SYNC_PAYLOAD_LIMIT_BYTES = 6 * 2**20
+#: Lambda's limit on an asynchronous invocation's payload (``Event``, and so ``/submit``).
+ASYNC_PAYLOAD_LIMIT_BYTES = 2**20
 
 
 def _check_int(owner: str, name: str, value: object, low: int, high: int | None = None) -> int:

@@ -36,11 +36,12 @@ from ._errors import (
     LambdapoolError,
     NotFound,
     PayloadTooLarge,
+    ResponseSizeTooLarge,
 )
 from ._forward import forward, forwarding_enabled, function_name, lambda_client, ms, on_lambda
-from ._invocation import InvocationContext, call_endpoint, call_trigger, parse_body
+from ._invocation import InvocationContext, LambdaFunction, call_endpoint, call_trigger, parse_body
 from ._keys import check_api_key
-from ._model import SYNC_PAYLOAD_LIMIT_BYTES, Endpoint, Service
+from ._model import ASYNC_PAYLOAD_LIMIT_BYTES, SYNC_PAYLOAD_LIMIT_BYTES, Endpoint, EndpointSpec, Service
 from ._names import TASK_KEY, check_deployed_name, run_path, submit_path
 from ._tasks import (
     MemoryTaskStore,
@@ -63,7 +64,7 @@ _LOCAL_TASKS = MemoryTaskStore()
 _MOUNTS: weakref.WeakKeyDictionary[Any, tuple[Service, ...]] = weakref.WeakKeyDictionary()
 
 
-def handler_name(endpoint: Endpoint) -> str:
+def handler_name(endpoint: EndpointSpec) -> str:
     """The module attribute (and ``__name__``) of an endpoint's Lambda handler."""
     return "lambdapool_" + f"{endpoint.service_id}__{endpoint.endpoint_id}".replace("-", "_h_")
 
@@ -186,7 +187,8 @@ def mounted_services(app: Any) -> tuple[Service, ...]:
 
 def trigger_event(endpoint: Endpoint, raw_event: dict[str, Any], context: Any = None) -> Any:
     """The Chalice event object a trigger endpoint receives for a raw Lambda event: a ``CloudWatchEvent``
-    for a schedule, an ``S3Event`` for an S3 trigger (the same classes Chalice hands its own handlers)."""
+    for a schedule, an ``S3Event`` for an S3 trigger (the same classes Chalice hands its own handlers), whose
+    ``context`` is the call's context, as Chalice gives it on Lambda."""
     assert endpoint.trigger is not None
     if endpoint.trigger.kind is TriggerKind.SCHEDULE:
         return CloudWatchEvent(raw_event, context)
@@ -204,25 +206,38 @@ class _ColdStart:
         return cold
 
 
-def _context(endpoint: Endpoint, *, deadline: float, cold: bool, pipeline: str) -> InvocationContext:
+def _context(
+    endpoint: Endpoint, *, deadline: float, cold: bool, pipeline: str, lambda_context: Any = None
+) -> InvocationContext:
+    """The context of one call. Lambda's context object, when there is one, gives the request id, the
+    function's names and the caller's identity; what it does not give (all of it under ``chalice local``)
+    is derived as in the emulator's pipelines: from Lambda's variables where they are set
+    (``AWS_LAMBDA_FUNCTION_NAME``...), else from the endpoint's Chalice name."""
+    function = LambdaFunction.from_environment(os.environ, endpoint.lambda_name, endpoint.memory_mb)
+    if lambda_context is not None:
+        function = LambdaFunction.from_lambda_context(lambda_context, function)
     return InvocationContext(
-        request_id=uuid.uuid4().hex,
+        request_id=str(getattr(lambda_context, "aws_request_id", None) or uuid.uuid4().hex),
         service_id=endpoint.service_id,
         endpoint_id=endpoint.endpoint_id,
         deadline=deadline,
         cold_start=cold,
         pipeline_id=pipeline,
         folders=[os.path.join(os.getcwd(), folder) for folder in endpoint.folders],
-        memory_mb=endpoint.memory_mb,
+        function=function,
+        identity=getattr(lambda_context, "identity", None),
+        client_context=getattr(lambda_context, "client_context", None),
     )
 
 
 def _lambda_context(endpoint: Endpoint, cold: _ColdStart, lambda_context: Any) -> InvocationContext:
-    """The context of one call inside a Lambda function, its deadline from Lambda's context object."""
+    """The context of one call inside a Lambda function: its request id, names and deadline from Lambda's
+    context object."""
     remaining_ms = (
         lambda_context.get_remaining_time_in_millis() if lambda_context is not None else endpoint.timeout_s * 1000
     )
-    return _context(endpoint, deadline=time.time() + remaining_ms / 1000, cold=cold.take(), pipeline="lambda")
+    deadline = time.time() + remaining_ms / 1000
+    return _context(endpoint, deadline=deadline, cold=cold.take(), pipeline="lambda", lambda_context=lambda_context)
 
 
 def _local_context(endpoint: Endpoint, cold: bool) -> InvocationContext:
@@ -291,13 +306,17 @@ def _authorize(app: Chalice, service: Service) -> None:
     check_api_key(service.service_id, service.api_keys, request.headers.get("authorization") if request else None)
 
 
-def _arguments(app: Chalice, service: Service, endpoint: Endpoint) -> dict[str, Any]:
-    """Authorize the current request and bind its body to the endpoint's parameters."""
+def _arguments(
+    app: Chalice, service: Service, endpoint: Endpoint, limit_bytes: int = SYNC_PAYLOAD_LIMIT_BYTES
+) -> dict[str, Any]:
+    """Authorize the current request and bind its body (at most ``limit_bytes``) to the endpoint's
+    parameters."""
     _authorize(app, service)
     request = app.current_request
     raw = request.raw_body if request is not None else b""
-    if len(raw) > SYNC_PAYLOAD_LIMIT_BYTES:
-        raise PayloadTooLarge.over_limit(SYNC_PAYLOAD_LIMIT_BYTES, len(raw))
+    if len(raw) > limit_bytes:
+        asynchronous = limit_bytes == ASYNC_PAYLOAD_LIMIT_BYTES
+        raise PayloadTooLarge.over_limit(limit_bytes, len(raw), asynchronous=asynchronous)
     return endpoint.parameters.bind(parse_body(raw))
 
 
@@ -329,7 +348,10 @@ def _register_routes(blueprint: Blueprint, app: Chalice, service: Service, endpo
         else:
             invocation = _local_context(endpoint, cold.take())
             executed = time.perf_counter()
-            result = json.loads(call_endpoint(endpoint, arguments, invocation))
+            encoded = call_endpoint(endpoint, arguments, invocation)
+            if len(encoded) > SYNC_PAYLOAD_LIMIT_BYTES:  # Lambda would refuse it: so does chalice local
+                raise ResponseSizeTooLarge.over(len(encoded), SYNC_PAYLOAD_LIMIT_BYTES)
+            result = json.loads(encoded)
             timing = {"wait": 0.0, "coldStart": 0.0, "execution": ms(time.perf_counter() - executed)}
             api_context = {"pipelineId": "in-process", "coldStart": invocation.cold_start}
         timing["total"] = ms(time.perf_counter() - started)
@@ -341,7 +363,7 @@ def _register_routes(blueprint: Blueprint, app: Chalice, service: Service, endpo
         return _json_response(body)
 
     def submit_view() -> Response:
-        arguments = _arguments(app, service, endpoint)
+        arguments = _arguments(app, service, endpoint, ASYNC_PAYLOAD_LIMIT_BYTES)
         store = _task_store()
         record = TaskRecord.new(endpoint.service_id, endpoint.endpoint_id)
         store.put(record)

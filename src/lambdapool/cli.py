@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
+from ._deploy import route_timeout_warnings
 from ._errors import AppLoadError
 from ._triggers import TriggerKind
 from .emulator import Emulator
@@ -50,6 +51,7 @@ def _banner(emulator: Emulator) -> str:
         "",
         aws,
         f"status: {emulator.url}/__lambdapool__/status   metrics: {emulator.url}/metrics",
+        *route_timeout_warnings(runtime.spec for runtime in emulator.catalog.runtimes()),
         "Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)

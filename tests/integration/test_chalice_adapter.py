@@ -199,6 +199,9 @@ def test_submit_runs_a_task_in_process_under_chalice_local() -> None:
         assert failed["status"] == "FAILED" and failed["error"]["errorType"] == "ZeroDivisionError"
         assert client.http.get("/public/api/v1/tasks/" + "0" * 32).status_code == 404
         assert post(client, "/public/api/v1/demo/add/submit", {"x": 1}).status_code == 400
+        # A task is an asynchronous invocation on AWS: its payload is limited to 1 MB there, so here too.
+        too_big = post(client, "/public/api/v1/demo/api_py_function/submit", {"blob": "a" * (1 << 20)})
+        assert too_big.status_code == 413 and too_big.json_body["errorType"] == "PayloadTooLarge"
 
 
 def test_submit_on_aws_invokes_asynchronously_and_keeps_state_in_s3(

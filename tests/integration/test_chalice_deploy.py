@@ -102,6 +102,7 @@ def test_the_schedule_is_an_eventbridge_rule_on_the_collector(deployed) -> None:
     events = aws(url, "events")
     (rule,) = [rule for rule in events.list_rules()["Rules"] if rule.get("ScheduleExpression")]
     assert rule["ScheduleExpression"] == "rate(1 day)"
+    assert rule["Name"] == "sample-dev-311-collector-event"  # the rule the emulator's scheduled events name
     (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
     assert target["Arn"].endswith(":function:sample-dev-311-collector")
 
@@ -238,7 +239,7 @@ def test_the_schedule_and_s3_handlers_in_the_package_run_the_data_cycle(unpacked
         "account": "123456789012",
         "time": "2026-11-22T06:00:00Z",
         "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/sample-dev-311-collector"],
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/sample-dev-311-collector-event"],
         "detail": {},
     }
     env = {

@@ -60,6 +60,8 @@ def _emulator_pids(url: str) -> list[int]:
 def test_stopping_the_emulator_leaves_no_pipeline_behind(stop_signal: signal.Signals, start_cli) -> None:
     process, url, banner = start_cli(SAMPLE_APP)
     assert any("/public/api/v1/311/predict/run" in line and "ceil=8" in line for line in banner)
+    # complaint_types keeps timeout_s=60: its route could never use more than API Gateway's 29 s.
+    assert any(line.startswith("warning: 311/complaint_types has timeout_s=60") for line in banner)
     answer = requests.post(f"{url}/public/api/v1/demo/add/run", json={"x": 1, "y": 1}, timeout=30)
     assert answer.json()["response"] == 2
     pids = _emulator_pids(url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -116,7 +117,69 @@ def test_an_unknown_function_is_resource_not_found(behaviours: Client) -> None:
         client.invoke(FunctionName="b-nope", Payload=b"{}")
 
 
-def test_a_payload_that_is_not_an_object_is_invalid_request_content(behaviours: Client) -> None:
+def test_a_payload_that_is_not_an_object_reaches_the_function_which_refuses_it(behaviours: Client) -> None:
     client = lambda_client(behaviours)
+    answer = client.invoke(FunctionName="b-echo", Payload=b"[1, 2]")
+    assert answer["FunctionError"] == "Unhandled"
+    assert json.loads(answer["Payload"].read())["errorType"] == "BadRequest"
     with pytest.raises(client.exceptions.InvalidRequestContentException):
-        client.invoke(FunctionName="b-echo", Payload=b"[1, 2]")
+        client.invoke(FunctionName="b-echo", Payload=b"[1, 2")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "payload", "error_type", "message"),
+    [
+        ("hang", {}, "Sandbox.Timedout", r"RequestId: (?P<id>[0-9a-f-]{36}) Error: Task timed out after 1\.00 seconds"),
+        (
+            "hard_exit",
+            {"code": 3},
+            "Runtime.ExitError",
+            r"RequestId: (?P<id>[0-9a-f-]{36}) Error: Runtime exited with error: exit status 3",
+        ),
+        (
+            "segfault",
+            {},
+            "Runtime.ExitError",
+            r"RequestId: (?P<id>[0-9a-f-]{36}) Error: Runtime exited with error: signal: segmentation fault",
+        ),
+        (
+            "hog",
+            {"megabytes": 300},
+            "Runtime.OutOfMemory",
+            r"RequestId: (?P<id>[0-9a-f-]{36}) Error: Runtime exited with error: signal: killed",
+        ),
+    ],
+    ids=["timeout", "exit", "segfault", "out-of-memory"],
+)
+def test_runtime_failures_answer_lambdas_payloads(
+    behaviours: Client, endpoint: str, payload: dict, error_type: str, message: str
+) -> None:
+    answer = lambda_client(behaviours).invoke(FunctionName=f"b-{endpoint}", Payload=json.dumps(payload))
+    assert answer["StatusCode"] == 200 and answer["FunctionError"] == "Unhandled"
+    body = json.loads(answer["Payload"].read())
+    assert body["errorType"] == error_type
+    matched = re.fullmatch(message, body["errorMessage"])
+    assert matched, body["errorMessage"]
+    assert matched.group("id") == answer["ResponseMetadata"]["RequestId"]  # Lambda's x-amzn-RequestId
+
+
+def test_a_qualified_name_and_the_latest_version_reach_the_function(behaviours: Client) -> None:
+    client = lambda_client(behaviours)
+    assert json.loads(client.invoke(FunctionName="b-echo:$LATEST", Payload=b'{"x": 1}')["Payload"].read())["x"] == 1
+    assert (
+        json.loads(client.invoke(FunctionName="b-echo", Qualifier="$LATEST", Payload=b'{"x": 2}')["Payload"].read())[
+            "x"
+        ]
+        == 2
+    )
+    for name, qualifier in (("b-echo:live", None), ("b-echo", "7")):
+        with pytest.raises(client.exceptions.ResourceNotFoundException):
+            client.invoke(FunctionName=name, Payload=b"{}", **({"Qualifier": qualifier} if qualifier else {}))
+
+
+def test_a_result_over_6_mb_is_lambdas_response_size_error(behaviours: Client) -> None:
+    answer = lambda_client(behaviours).invoke(FunctionName="b-big", Payload=b'{"megabytes": 7}')
+    assert answer["FunctionError"] == "Unhandled"
+    body = json.loads(answer["Payload"].read())
+    assert body["errorType"] == "Function.ResponseSizeTooLarge"
+    assert body["errorMessage"].endswith("exceeded maximum allowed payload size (6291456 bytes).")

@@ -86,7 +86,7 @@ def test_fire_runs_a_schedule_now_with_an_eventbridge_event(triggers, tmp_path: 
     assert answer.status_code == 200
     event = answer.json()["response"]
     assert (event["detail_type"], event["source"]) == ("Scheduled Event", "aws.events")
-    assert event["resources"] == ["arn:aws:events:us-east-1:123456789012:rule/triggers-dev-t-nightly"]
+    assert event["resources"] == ["arn:aws:events:us-east-1:123456789012:rule/triggers-dev-t-nightly-event"]
     assert event["time"].endswith("Z")
     assert delivered(emulator, "nightly") == 1
     for path in ("/__lambdapool__/schedules/t/plain/fire", "/__lambdapool__/schedules/t/csv_in/fire"):

@@ -244,6 +244,7 @@ def test_the_error_table_matches_the_design() -> None:
         "QueueFull": 429,
         "QueueTimeout": 429,
         "ResultNotSerializable": 500,
+        "Function.ResponseSizeTooLarge": 500,  # a result over Lambda's 6 MB response limit (Lambda's name)
         "OutputMismatch": 500,
         "PipelineCrashed": 502,
         "OutOfMemory": 502,

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .._errors import NotFound
+from .._invocation import DEFAULT_REGION
 from .._keys import check_api_key
 from .._model import EndpointSpec, ServiceSpec
 from .._triggers import TriggerKind
@@ -40,8 +41,15 @@ class Catalog:
         services: Iterable[ServiceSpec],
         runtime_for: Callable[[EndpointSpec], EndpointRuntime],
         deployed_name: Callable[[str], str] = lambda name: name,
+        qualifiers: Iterable[str] = (),
+        region: str = DEFAULT_REGION,
     ):
         self.deployed_name = deployed_name
+        #: The region the functions run in (what their ARNs and events name).
+        self.region = region
+        #: The versions and aliases a function may be invoked under: ``$LATEST`` and ``qualifiers`` (the
+        #: alias a stage's run routes use when it opts in to provisioned concurrency).
+        self.qualifiers = frozenset({"$LATEST", *qualifiers})
         self.services: dict[str, ServedService] = {}
         self._functions: dict[str, EndpointRuntime] = {}
         for spec in services:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
+from .._forward import QUALIFIER_VARIABLE
+from .._invocation import region_of
 from .._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec
 from .._triggers import TriggerKind
 from ._aws import AwsMode, LocalAws
@@ -98,7 +101,10 @@ class Emulator:
             )
             self._forkserver.start()
             services = describe_project(self._forkserver, self.project, self.aws.environment())
-            self.catalog = Catalog(services, self._runtime_for, self.project.deployed_name)
+            alias = self.project.function_environment("").get(QUALIFIER_VARIABLE)
+            region = region_of(self.aws.environment(), os.environ)  # what the pipelines see, as the project does
+            aliases = [alias] if alias else []
+            self.catalog = Catalog(services, self._runtime_for, self.project.deployed_name, aliases, region)
             for runtime in self.catalog.runtimes():
                 runtime.load()
             self._start_triggers()
@@ -211,7 +217,7 @@ class Emulator:
         self.deliveries.submit(trigger_delivery(runtime, event))
 
     def _fire_on_schedule(self, name: str, when: dt.datetime) -> None:
-        self._deliver_event(name, scheduled_event(self.project.deployed_name(name), when))
+        self._deliver_event(name, scheduled_event(self.project.deployed_name(name), when, self.catalog.region))
 
     def _on_pipeline_exit(self, pid: int, status: int) -> None:
         for runtime in self.catalog.runtimes():

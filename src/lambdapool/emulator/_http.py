@@ -19,6 +19,7 @@ from werkzeug.wrappers import Request, Response
 from .._errors import BadRequest, LambdapoolError, MethodNotAllowed, NotFound
 from .._invocation import parse_body
 from .._keys import is_authorized
+from .._model import ASYNC_PAYLOAD_LIMIT_BYTES
 from .._names import ID_PATTERN
 from .._tasks import TaskState
 from ._catalog import Catalog
@@ -96,7 +97,7 @@ class EmulatorApp:
             Route.of(rf"/public/api/v1{endpoint}/submit", {"POST"}, self.submit),
             Route.of(rf"/public/api/v1/tasks/(?P<task_id>{ID_PATTERN})", {"GET", "DELETE"}, self.task),
             Route.of(r"/public/api/v1/tasks", {"GET"}, self.list_tasks),
-            Route.of(r"/2015-03-31/functions/(?P<function_name>[A-Za-z0-9_:.%-]+)/invocations", {"POST"}, self.invoke),
+            Route.of(r"/2015-03-31/functions/(?P<function_name>[A-Za-z0-9_:.%$-]+)/invocations", {"POST"}, self.invoke),
             Route.of(r"/__lambdapool__/status", {"GET"}, self.status),
             Route.of(rf"/__lambdapool__/schedules{endpoint}/fire", {"POST"}, self.fire),
             Route.of(r"/__lambdapool__/aws", {"GET"}, self.aws),
@@ -134,7 +135,8 @@ class EmulatorApp:
     def submit(self, request: Request, service_id: str, endpoint_id: str) -> Response:
         """Start a task: 202 ``{"taskId"}``; it runs through the endpoint's pool, its state is kept."""
         runtime = self.host.catalog.callable_endpoint(service_id, endpoint_id, request.headers.get("Authorization"))
-        arguments = runtime.spec.parameters.bind(parse_body(read_body(request, self.host.max_body_bytes)))
+        limit = min(self.host.max_body_bytes, ASYNC_PAYLOAD_LIMIT_BYTES)  # a task is an asynchronous invocation
+        arguments = runtime.spec.parameters.bind(parse_body(read_body(request, limit, asynchronous=True)))
         record = self.host.tasks.submit(runtime, arguments)
         return json_response({"taskId": record.task_id}, 202)
 
@@ -192,7 +194,8 @@ class EmulatorApp:
         catalog = self.host.catalog
         runtime = catalog.scheduled_endpoint(service_id, endpoint_id, request.headers.get("Authorization"))
         now = datetime.datetime.now(datetime.timezone.utc)
-        delivery = trigger_delivery(runtime, scheduled_event(catalog.deployed_name(runtime.spec.lambda_name), now))
+        event = scheduled_event(catalog.deployed_name(runtime.spec.lambda_name), now, catalog.region)
+        delivery = trigger_delivery(runtime, event)
         try:
             result = runtime.call(delivery.arguments)
         except LambdapoolError as error:

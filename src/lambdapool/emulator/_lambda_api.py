@@ -8,9 +8,12 @@ answers 204. A failed call is a 200 with ``X-Amz-Function-Error: Unhandled``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import enum
 import logging
 import math
+import os
+import signal
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,9 +21,19 @@ from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
 
-from .._errors import BadRequest, LambdapoolError, PayloadTooLarge, QueueFull
-from .._invocation import parse_body
+from .._errors import (
+    BadRequest,
+    LambdapoolError,
+    OutOfMemory,
+    PayloadTooLarge,
+    PipelineCrashed,
+    QueueFull,
+    ResponseSizeTooLarge,
+    Timeout,
+)
+from .._invocation import LOCAL_ACCOUNT_ID, parse_json
 from .._keys import is_authorized
+from .._model import ASYNC_PAYLOAD_LIMIT_BYTES
 from .._names import TASK_KEY
 from ._delivery import Delivery
 from ._requests import json_response, read_body
@@ -42,27 +55,49 @@ class InvocationType(str, enum.Enum):
     DRY_RUN = "DryRun"
 
 
-def bare_function_name(function_name: str) -> str:
-    """The function name in a path parameter that may be a name, a qualified name or an ARN (URL-quoted)."""
-    return unquote(function_name).rsplit(":function:", 1)[-1].split(":", 1)[0]
+_SIGNAL_WORDS = {signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault", signal.SIGABRT: "aborted"}
 
 
-def lambda_arguments(runtime: EndpointRuntime, payload: dict[str, Any]) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class FunctionRef:
+    """What ``FunctionName`` names: a function and, optionally, a version or alias (``name:qualifier``, or
+    an ARN, whose account must be the emulator's)."""
+
+    name: str
+    qualifier: str | None = None
+    foreign: bool = False  # an ARN of another account
+
+    @classmethod
+    def parse(cls, function_name: str, qualifier: str | None = None) -> FunctionRef:
+        text = unquote(function_name)
+        foreign = False
+        if text.startswith("arn:"):
+            parts = text.split(":")  # arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
+            foreign = len(parts) < 7 or parts[4] != LOCAL_ACCOUNT_ID
+            text = ":".join(parts[6:])
+        name, _, named_qualifier = text.partition(":")
+        return cls(name, qualifier or named_qualifier or None, foreign)
+
+
+def lambda_arguments(runtime: EndpointRuntime, payload: Any) -> dict[str, Any]:
     """What a Lambda event becomes for the pipeline: a trigger's raw event, a task envelope (its arguments
-    checked here), or the bound parameters of a plain call. Raises :class:`BadRequest` if they do not bind."""
+    checked here), or the bound parameters of a plain call. Raises :class:`BadRequest` if they do not bind
+    (on Lambda, the function's handler refuses them: a function error)."""
     if runtime.spec.trigger is not None:
-        return payload
+        return payload if isinstance(payload, dict) else {"event": payload}
+    if not isinstance(payload, dict):
+        raise BadRequest.not_an_object("the event", payload)
     if TASK_KEY in payload:
         runtime.spec.parameters.bind(payload.get("arguments") or {})
         return payload
     return runtime.spec.parameters.bind(payload)
 
 
-def report_line(runtime: EndpointRuntime, result: CallResult) -> str:
+def report_line(runtime: EndpointRuntime, request_id: str, result: CallResult) -> str:
     """Lambda's ``REPORT`` log line for a call (what ``LogType=Tail`` returns), with ``Init Duration`` on a
     cold start, so that callers can read cold starts the same way from the emulator and from AWS."""
     line = (
-        f"REPORT RequestId: {uuid.uuid4()}\tDuration: {result.timing['execution']:.2f} ms\t"
+        f"REPORT RequestId: {request_id}\tDuration: {result.timing['execution']:.2f} ms\t"
         f"Billed Duration: {math.ceil(result.timing['execution'])} ms\tMemory Size: {runtime.spec.memory_mb} MB"
     )
     if result.api_context["coldStart"]:
@@ -70,62 +105,98 @@ def report_line(runtime: EndpointRuntime, result: CallResult) -> str:
     return line + "\t\n"
 
 
-def lambda_error(status: int, error_type: str, message: str, **extra: str) -> Response:
+def function_error_payload(error: LambdapoolError, request_id: str, runtime: EndpointRuntime) -> dict[str, Any]:
+    """What Lambda answers for a failed invocation: the function's own exception, or the runtime's failures
+    with Lambda's names (``Sandbox.Timedout``, ``Runtime.OutOfMemory``, ``Runtime.ExitError``)."""
+    if isinstance(error, Timeout):
+        message = f"RequestId: {request_id} Error: Task timed out after {runtime.spec.timeout_s:.2f} seconds"
+        return {"errorType": "Sandbox.Timedout", "errorMessage": message}
+    if isinstance(error, OutOfMemory):
+        message = f"RequestId: {request_id} Error: Runtime exited with error: signal: killed"
+        return {"errorType": "Runtime.OutOfMemory", "errorMessage": message}
+    if isinstance(error, ResponseSizeTooLarge):
+        return {"errorType": error.error_type, "errorMessage": error.message}
+    if isinstance(error, PipelineCrashed) and error.exit_status is not None:
+        message = f"RequestId: {request_id} Error: Runtime exited with error: {_exit_words(error.exit_status)}"
+        return {"errorType": "Runtime.ExitError", "errorMessage": message}
+    return {
+        "errorMessage": error.message,
+        "errorType": error.type_name(),
+        "stackTrace": error.detailed_message.splitlines(),
+    }
+
+
+def _exit_words(status: int) -> str:
+    """A ``waitpid`` status as Lambda's runtime reports it ("exit status 3", "signal: segmentation fault")."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            return "signal: " + _SIGNAL_WORDS.get(signal.Signals(number), signal.Signals(number).name.lower())
+        except ValueError:
+            return f"signal: {number}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def lambda_error(status: int, error_type: str, message: str, request_id: str, **extra: str) -> Response:
     """An error of the Lambda service itself (not of the function), as botocore parses it."""
     body = {"Type": "User", "message": message, **extra}
-    return json_response(body, status, {"x-amzn-ErrorType": error_type})
+    return json_response(body, status, {"x-amzn-ErrorType": error_type, "x-amzn-RequestId": request_id})
 
 
 def invoke(host: Host, request: Request, function_name: str) -> Response:
     """``POST /2015-03-31/functions/{FunctionName}/invocations`` (see the module docstring)."""
-    name = bare_function_name(function_name)
-    runtime = host.catalog.function(name)
+    request_id = str(uuid.uuid4())
+    ref = FunctionRef.parse(function_name, request.args.get("Qualifier"))
+    known = ref.qualifier is None or ref.qualifier in host.catalog.qualifiers
+    runtime = host.catalog.function(ref.name) if known and not ref.foreign else None
     if runtime is None:
-        return lambda_error(404, "ResourceNotFoundException", f"Function not found: {name}")
+        named = unquote(function_name) + (f":{ref.qualifier}" if request.args.get("Qualifier") else "")
+        return lambda_error(404, "ResourceNotFoundException", f"Function not found: {named}", request_id)
     keys = host.catalog.services[runtime.spec.service_id].api_keys
     if not is_authorized(keys, request.headers.get("Authorization"), sigv4=True):
-        return lambda_error(
-            403, "UnrecognizedClientException", "The security token included in the request is invalid."
-        )
+        return lambda_error(403, "UnrecognizedClientException", INVALID_TOKEN, request_id)
     requested = request.headers.get("X-Amz-Invocation-Type", InvocationType.REQUEST_RESPONSE.value)
     if requested not in {kind.value for kind in InvocationType}:
-        return lambda_error(400, "InvalidParameterValueException", f"invalid invocation type {requested}")
+        message = f"invalid invocation type {requested}"
+        return lambda_error(400, "InvalidParameterValueException", message, request_id)
     invocation_type = InvocationType(requested)
+    asynchronous = invocation_type is InvocationType.EVENT
+    limit = ASYNC_PAYLOAD_LIMIT_BYTES if asynchronous else host.max_body_bytes
     try:
-        payload = parse_body(read_body(request, host.max_body_bytes))
+        payload = parse_json(read_body(request, limit, asynchronous=asynchronous))
     except PayloadTooLarge as error:
-        return lambda_error(413, "RequestTooLargeException", error.message)
+        return lambda_error(413, "RequestTooLargeException", error.message, request_id)
     except BadRequest as error:
-        return lambda_error(400, "InvalidRequestContentException", error.message)
-    headers = {"X-Amz-Executed-Version": "$LATEST"}
+        return lambda_error(400, "InvalidRequestContentException", error.message, request_id)
+    headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": request_id}
     if invocation_type is InvocationType.DRY_RUN:
         return Response(status=204, headers=headers)
     if invocation_type is InvocationType.EVENT:
         failed = _event_failed(runtime)
         try:
             arguments = lambda_arguments(runtime, payload)
-            host.deliveries.submit(Delivery(runtime, arguments, on_failure=failed, lambda_event=True))
+            delivery = Delivery(runtime, arguments, request_id=request_id, on_failure=failed, lambda_event=True)
+            host.deliveries.submit(delivery)
         except BadRequest as error:  # as on Lambda: accepted, then failed in the function
             failed(error)
         return Response(status=202, headers=headers)
     try:
-        result = runtime.call(lambda_arguments(runtime, payload), may_queue=False, lambda_event=True)
+        arguments = lambda_arguments(runtime, payload)
+        result = runtime.call(arguments, may_queue=False, request_id=request_id, lambda_event=True)
     except QueueFull:
         return lambda_error(
             429,
             "TooManyRequestsException",
             "Rate Exceeded.",
+            request_id,
             Reason="ReservedFunctionConcurrentInvocationLimitExceeded",
         )
     except LambdapoolError as error:
-        body = {
-            "errorMessage": error.message,
-            "errorType": error.type_name(),
-            "stackTrace": error.detailed_message.splitlines(),
-        }
+        body = function_error_payload(error, request_id, runtime)
         return json_response(body, 200, {**headers, "X-Amz-Function-Error": "Unhandled"})
     if request.headers.get("X-Amz-Log-Type") == "Tail":
-        headers["X-Amz-Log-Result"] = base64.b64encode(report_line(runtime, result).encode()).decode()
+        log_tail = report_line(runtime, request_id, result).encode()
+        headers["X-Amz-Log-Result"] = base64.b64encode(log_tail).decode()
     return json_response(result.result, 200, headers)
 
 

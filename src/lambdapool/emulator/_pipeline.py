@@ -71,7 +71,9 @@ def ending(
         return OutOfMemory.over(spec.where, spec.memory_mb), Counter.OUT_OF_MEMORY
     pipeline.exited.wait(2.0)  # the exit status arrives from the fork server just after the socket closes
     how = describe_exit(pipeline.exit_status)
-    return PipelineCrashed.died(spec.where, how, pipeline.label, starting=start_timeout_s is not None), Counter.CRASHES
+    starting = start_timeout_s is not None
+    error = PipelineCrashed.died(spec.where, how, pipeline.label, starting=starting, exit_status=pipeline.exit_status)
+    return error, Counter.CRASHES
 
 
 class PipelineHandle(Protocol):

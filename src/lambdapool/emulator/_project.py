@@ -9,13 +9,16 @@ import dataclasses
 import enum
 import importlib.util
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._errors import AppLoadError, ChannelClosed
+from .._invocation import LambdaFunction, new_log_stream_name, region_of
 from .._model import EndpointSpec, Pool, ServiceSpec
 from .._names import deployed_name
+from ..chalice import handler_name
 from ._wire import recv_frame
 
 if TYPE_CHECKING:
@@ -25,6 +28,10 @@ if TYPE_CHECKING:
 BASE_PRELOAD = ("json", "logging", "chalice", "lambdapool", "lambdapool.chalice")
 #: How long reading a project's declarations may take (its init code runs once for it).
 DESCRIBE_TIMEOUT_S = 120
+#: Lambda's time zone; unlike Lambda's other variables, a function's configuration may set another.
+LAMBDA_TZ = ":UTC"
+#: The module Chalice deploys ``app.py`` as: handlers are ``app.<name>``.
+APP_MODULE = "app"
 
 
 def app_path(project_dir: str | Path) -> Path:
@@ -196,13 +203,14 @@ class Project:
         aws_environment: Mapping[str, str] | None = None,
         cold_start_delay_ms: int = 0,
     ) -> PipelineConfig:
-        """The configuration of a pipeline serving ``spec`` (``None``: one that describes the project), with
-        the environment its Lambda function would get and ``aws_environment`` (the local AWS) on top."""
+        """The configuration of a pipeline serving ``spec`` (``None``: one that describes the project): the
+        environment its Lambda function would get (the function's variables, ``aws_environment`` (the local
+        AWS) on top, then Lambda's own: see :meth:`lambda_environment`), in the region that environment
+        names, else the one the emulator's own environment names, else us-east-1."""
         environment = self.function_environment(spec.lambda_name) if spec is not None else {}
         environment.update(aws_environment or {})
-        environment.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-        if spec is not None:
-            environment["AWS_LAMBDA_FUNCTION_NAME"] = self.deployed_name(spec.lambda_name)
+        environment.setdefault("TZ", LAMBDA_TZ)
+        environment.update(self.lambda_environment(spec, region_of(environment, os.environ)))
         environment["LAMBDAPOOL_STAGE"] = self.stage
         return PipelineConfig(
             mode=PipelineMode.SERVE if spec is not None else PipelineMode.DESCRIBE,
@@ -213,6 +221,22 @@ class Project:
             environment=environment,
             cold_start_delay_ms=cold_start_delay_ms if spec is not None else 0,
         )
+
+    def lambda_function(self, spec: EndpointSpec, region: str, log_stream_name: str = "") -> LambdaFunction:
+        """The Lambda function ``spec`` is deployed as in this stage, in ``region`` (its ``log_stream_name``
+        names one execution environment)."""
+        return LambdaFunction.named(self.deployed_name(spec.lambda_name), spec.memory_mb, region, log_stream_name)
+
+    def lambda_environment(self, spec: EndpointSpec | None, region: str) -> dict[str, str]:
+        """The variables Lambda sets in a new execution environment of ``spec``'s function in ``region``:
+        the region, the function's names and memory size (:meth:`LambdaFunction.environment`) with a log
+        stream of the environment's own, ``_HANDLER`` (the handler Chalice deploys) and ``LAMBDA_TASK_ROOT``
+        (the project directory: the code, like ``/var/task``). ``None``: those every environment shares."""
+        environment = {"AWS_REGION": region, "AWS_DEFAULT_REGION": region, "LAMBDA_TASK_ROOT": str(self.directory)}
+        if spec is not None:
+            environment.update(self.lambda_function(spec, region, new_log_stream_name()).environment())
+            environment["_HANDLER"] = f"{APP_MODULE}.{handler_name(spec)}"
+        return environment
 
     def with_pool_files(self, service: ServiceSpec) -> ServiceSpec:
         """``service`` with the pool files of ``config/services/`` applied to its endpoints."""

@@ -25,7 +25,7 @@ def error_response(error: LambdapoolError) -> Response:
     return json_response(error.to_json(), error.status, error.headers())
 
 
-def read_body(request: Request, limit: int) -> bytes:
+def read_body(request: Request, limit: int, *, asynchronous: bool = False) -> bytes:
     """The request body, at most ``limit`` bytes; raises :class:`PayloadTooLarge` beyond it, and
     :class:`BadRequest` for a body shorter than its ``Content-Length``.
 
@@ -37,7 +37,7 @@ def read_body(request: Request, limit: int) -> bytes:
     try:
         if declared is not None and declared > limit:
             _drain(stream, declared)
-            raise PayloadTooLarge.over_limit(limit, declared)
+            raise PayloadTooLarge.over_limit(limit, declared, asynchronous=asynchronous)
         data = stream.read(limit + 1)
         while declared is not None and len(data) < declared:  # a socket read may return part of it
             more = stream.read(declared - len(data))
@@ -46,7 +46,7 @@ def read_body(request: Request, limit: int) -> bytes:
             data += more
         if len(data) > limit:
             _drain(stream, None)
-            raise PayloadTooLarge.over_limit(limit, declared)
+            raise PayloadTooLarge.over_limit(limit, declared, asynchronous=asynchronous)
     except (ClientDisconnected, EOFError) as exc:
         raise BadRequest(
             "the request body ended early",

@@ -25,9 +25,10 @@ from .._errors import (
     PipelineCrashed,
     QueueFull,
     QueueTimeout,
+    ResponseSizeTooLarge,
     error_from_body,
 )
-from .._model import EndpointSpec
+from .._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec
 from ._metrics import Counter, EndpointStats, endpoint_status
 from ._pipeline import KillReason, PipelineHandle, ending
 from ._pool import Action, Dispatch, Fail, PipelineState, PoolCore, PoolSnapshot, Reject, RejectReason, Retire, Start
@@ -375,6 +376,9 @@ class EndpointRuntime:
             if reply.get("peakRssBytes", 0) > self._memory_limit_bytes:
                 pipeline.kill(KillReason.OUT_OF_MEMORY)
                 raise self._death_error(pipeline)
+            if reply["op"] == "result" and len(result) > SYNC_PAYLOAD_LIMIT_BYTES:  # what Lambda refuses
+                healthy = True
+                raise ResponseSizeTooLarge.over(len(result), SYNC_PAYLOAD_LIMIT_BYTES)
             if reply["op"] == "error":
                 error = error_from_body(reply["error"], reply.get("retryAfterS"))
                 if isinstance(error, OutOfMemory):  # MemoryError in the function: the pipeline exits

@@ -12,32 +12,29 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from .._invocation import DEFAULT_REGION, LOCAL_ACCOUNT_ID
 from .._schedule import Schedule, parse_schedule
 
 Clock = Callable[[], dt.datetime]
-
-
-#: The account and region of the events the emulator sends (EventBridge's own fields; nothing reaches AWS).
-EVENT_ACCOUNT = "123456789012"
-EVENT_REGION = "us-east-1"
 
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def scheduled_event(rule_name: str, when: dt.datetime) -> dict[str, Any]:
-    """The event EventBridge sends a scheduled function for rule ``rule_name`` firing at ``when`` (what
-    Chalice's ``CloudWatchEvent`` parses)."""
+def scheduled_event(function_name: str, when: dt.datetime, region: str = DEFAULT_REGION) -> dict[str, Any]:
+    """The event EventBridge sends the scheduled function deployed as ``function_name`` firing at ``when``
+    (what Chalice's ``CloudWatchEvent`` parses): its rule is Chalice's, ``{function_name}-event``, in the
+    function's ``region`` and the emulator's account."""
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
         "detail-type": "Scheduled Event",
         "source": "aws.events",
-        "account": EVENT_ACCOUNT,
+        "account": LOCAL_ACCOUNT_ID,
         "time": when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": EVENT_REGION,
-        "resources": [f"arn:aws:events:{EVENT_REGION}:{EVENT_ACCOUNT}:rule/{rule_name}"],
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:{LOCAL_ACCOUNT_ID}:rule/{function_name}-event"],
         "detail": {},
     }
 

@@ -18,7 +18,7 @@ import traceback
 from typing import Any
 
 from .._errors import ChannelClosed, FunctionError, LambdapoolError, OutOfMemory
-from .._invocation import InvocationContext, call_endpoint, call_trigger, encode_result
+from .._invocation import InvocationContext, LambdaFunction, call_endpoint, call_trigger, encode_result
 from .._model import Endpoint, Service
 from .._names import TASK_KEY
 from .._tasks import run_task_event
@@ -56,6 +56,7 @@ def run(sock: socket.socket, config: PipelineConfig) -> int:
     """Serve ``config`` on ``sock`` until the emulator closes it; returns the exit code."""
     started = time.perf_counter()
     os.environ.update(config.environment)
+    time.tzset()  # forked from a process that has read its time zone already: take the pipeline's (Lambda's) TZ
     os.chdir(config.project_dir)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s %(message)s")
@@ -81,7 +82,7 @@ def _call(endpoint: Endpoint, payload: bytes, context: InvocationContext, lambda
     one), or the bound arguments of a plain call."""
     arguments = json.loads(payload) if payload else {}
     if endpoint.trigger is not None:
-        return call_trigger(endpoint, trigger_event(endpoint, arguments), context)
+        return call_trigger(endpoint, trigger_event(endpoint, arguments, context), context)
     if lambda_event and TASK_KEY in arguments:
         return encode_result(run_task_event(endpoint, arguments, context))
     return call_endpoint(endpoint, arguments, context)
@@ -89,6 +90,8 @@ def _call(endpoint: Endpoint, payload: bytes, context: InvocationContext, lambda
 
 def _serve(sock: socket.socket, endpoint: Endpoint, config: PipelineConfig) -> int:
     folders = [os.path.join(config.project_dir, folder) for folder in endpoint.folders]
+    # what the pipeline was started with, not os.environ, which init code may have changed
+    function = LambdaFunction.from_environment(config.environment, endpoint.lambda_name, endpoint.memory_mb)
     calls = 0
     reader = FrameReader(sock)
     while True:
@@ -105,7 +108,7 @@ def _serve(sock: socket.socket, endpoint: Endpoint, config: PipelineConfig) -> i
             cold_start=calls == 1 and header.get("cold", False),
             pipeline_id=config.pipeline_id,
             folders=folders,
-            memory_mb=endpoint.memory_mb,
+            function=function,
         )
         started = time.perf_counter()
         result = b""

@@ -116,6 +116,12 @@ def hog(megabytes: int = 0, hold_s: float = 0.0):
     return {"pid": os.getpid(), "held": len(block)}
 
 
+@svc.function()
+def big(megabytes: float = 7.0):
+    """A result of about ``megabytes`` MB."""
+    return "x" * int(megabytes * 2**20)
+
+
 @svc.function(outputs=["a", "b"])
 def pair(n: int = 2):
     return tuple(range(n))
