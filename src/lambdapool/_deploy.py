@@ -111,6 +111,17 @@ def provisioned_commands(app: str, stage: str, specs: list[EndpointSpec]) -> lis
     ]
 
 
+def event_invoke_commands(app: str, stage: str, specs: list[EndpointSpec]) -> list[str]:
+    """The commands that give each function whose asynchronous settings differ from Lambda's defaults its
+    event invoke config (Chalice has no setting for it)."""
+    return [
+        f"aws lambda put-function-event-invoke-config --function-name {deployed_name(app, stage, spec.lambda_name)} "
+        f"--maximum-retry-attempts {spec.async_retries} --maximum-event-age-in-seconds {spec.max_event_age_s}"
+        for spec in specs
+        if not spec.inline and (spec.async_retries, spec.max_event_age_s) != (2, 21600)
+    ]
+
+
 def check_names(app: str, stage: str, specs: list[EndpointSpec]) -> None:
     """Raise ``ValueError`` if a deployed function name would exceed Lambda's 64 characters."""
     for spec in specs:
@@ -171,6 +182,7 @@ def configure(project_dir: str | Path, stage: str = "dev", provisioned: bool = F
     changes += vendor_runtime(project)
     next_steps = route_timeout_warnings(specs)
     next_steps.append(f"cd {project} && chalice deploy --stage {stage}")
+    next_steps += event_invoke_commands(app, stage, specs)
     if provisioned:
         next_steps += provisioned_commands(app, stage, specs)
     return ConfigResult(changes, next_steps)

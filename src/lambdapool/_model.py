@@ -29,6 +29,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Lambda's limits, so that what is declared locally deploys unchanged.
 LAMBDA_TIMEOUT_S_RANGE = (1, 900)
 LAMBDA_MEMORY_MB_RANGE = (128, 10240)
+#: Lambda's limits on an asynchronous invocation's retries and maximum age (its event invoke config).
+ASYNC_RETRIES_RANGE = (0, 2)
+MAX_EVENT_AGE_S_RANGE = (60, 21600)
 #: Lambda's limit on a synchronous request (and response) payload: the limit on request bodies.
 SYNC_PAYLOAD_LIMIT_BYTES = 6 * 2**20
 #: Lambda's limit on an asynchronous invocation's payload (``Event``, and so ``/submit``).
@@ -124,6 +127,10 @@ class EndpointSpec:
     parameters: ParameterSpec = dataclasses.field(default_factory=ParameterSpec)
     inline: bool = False
     trigger: Trigger | None = None
+    #: How often a failed asynchronous invocation (``Event``, S3, schedule) is retried, and how long one is
+    #: kept while the pool is busy: Lambda's ``MaximumRetryAttempts`` and ``MaximumEventAgeInSeconds``.
+    async_retries: int = 2
+    max_event_age_s: int = 21600
 
     @property
     def lambda_name(self) -> str:
@@ -154,6 +161,8 @@ class EndpointSpec:
             "folders": list(self.folders),
             "parameters": self.parameters.to_json(),
             "inline": self.inline,
+            "asyncRetries": self.async_retries,
+            "maxEventAgeS": self.max_event_age_s,
             "trigger": self.trigger.to_json() if self.trigger is not None else None,
         }
 
@@ -170,6 +179,8 @@ class EndpointSpec:
             folders=tuple(data.get("folders", ())),
             parameters=ParameterSpec.from_json(data["parameters"]),
             inline=bool(data.get("inline", False)),
+            async_retries=int(data.get("asyncRetries", 2)),
+            max_event_age_s=int(data.get("maxEventAgeS", 21600)),
             trigger=Trigger.from_json(data["trigger"]) if data.get("trigger") else None,
         )
 
@@ -226,6 +237,8 @@ class _Declaration:
     folders: Sequence[str] = ()
     inline: bool = False
     trigger: Trigger | None = None
+    async_retries: int = 2
+    max_event_age_s: int = 21600
 
 
 class Service:
@@ -278,6 +291,8 @@ class Service:
         outputs: Sequence[str] | None = None,
         folders: Sequence[str] = (),
         inline: bool = False,
+        async_retries: int = 2,
+        max_event_age_s: int = 21600,
     ) -> Callable[[F], F]: ...
 
     def function(
@@ -292,6 +307,8 @@ class Service:
         outputs: Sequence[str] | None = None,
         folders: Sequence[str] = (),
         inline: bool = False,
+        async_retries: int = 2,
+        max_event_age_s: int = 21600,
     ) -> F | Callable[[F], F]:
         """Declare a function endpoint; usable as ``@svc.function`` or ``@svc.function(...)``.
 
@@ -300,9 +317,21 @@ class Service:
         (no extra hop, but no pool of its own: its ``pool``, ``timeout_s`` and ``memory_mb`` are not
         applied there). Returns the function unchanged. Raises ``ValueError`` for an invalid or duplicate
         id, an invalid pool, limits outside Lambda's (``timeout_s`` 1..900, ``memory_mb`` 128..10240),
-        invalid ``outputs`` or a signature a JSON object cannot bind.
+        invalid ``outputs`` or a signature a JSON object cannot bind. ``async_retries`` (0-2) and
+        ``max_event_age_s`` (60-21600) are Lambda's retries and maximum event age for asynchronous calls.
         """
-        declaration = _Declaration(endpoint_id, pool, timeout_s, memory_mb, description, outputs, folders, inline)
+        declaration = _Declaration(
+            endpoint_id,
+            pool,
+            timeout_s,
+            memory_mb,
+            description,
+            outputs,
+            folders,
+            inline,
+            async_retries=async_retries,
+            max_event_age_s=max_event_age_s,
+        )
         register = self._decorator(declaration)
         return register(function) if function is not None else register
 
@@ -315,12 +344,25 @@ class Service:
         timeout_s: int = 60,
         memory_mb: int = 128,
         description: str | None = None,
+        async_retries: int = 2,
+        max_event_age_s: int = 21600,
     ) -> Callable[[F], F]:
         """Declare a scheduled endpoint: ``fn(event)`` runs on an EventBridge ``rate()`` or ``cron()``
         expression (``event`` is shaped like Chalice's ``CloudWatchEvent``). Raises ``ValueError`` for an
         invalid expression, and as :meth:`function` does."""
         trigger = Trigger.schedule(expression)
-        return self._decorator(_Declaration(endpoint_id, pool, timeout_s, memory_mb, description, trigger=trigger))
+        return self._decorator(
+            _Declaration(
+                endpoint_id,
+                pool,
+                timeout_s,
+                memory_mb,
+                description,
+                trigger=trigger,
+                async_retries=async_retries,
+                max_event_age_s=max_event_age_s,
+            )
+        )
 
     def on_s3_event(
         self,
@@ -334,13 +376,26 @@ class Service:
         timeout_s: int = 60,
         memory_mb: int = 128,
         description: str | None = None,
+        async_retries: int = 2,
+        max_event_age_s: int = 21600,
     ) -> Callable[[F], F]:
         """Declare an S3-triggered endpoint: ``fn(event)`` runs for each object event in ``bucket`` whose key
         starts with ``prefix`` and ends with ``suffix`` (``event`` has ``.bucket`` and ``.key`` like Chalice's
         ``S3Event``). ``events`` defaults to ``["s3:ObjectCreated:*"]``. Raises ``ValueError`` for an invalid
         bucket name or event name, and as :meth:`function` does."""
         trigger = Trigger.s3(bucket, prefix, suffix, events)
-        return self._decorator(_Declaration(endpoint_id, pool, timeout_s, memory_mb, description, trigger=trigger))
+        return self._decorator(
+            _Declaration(
+                endpoint_id,
+                pool,
+                timeout_s,
+                memory_mb,
+                description,
+                trigger=trigger,
+                async_retries=async_retries,
+                max_event_age_s=max_event_age_s,
+            )
+        )
 
     def _decorator(self, declaration: _Declaration) -> Callable[[F], F]:
         """A decorator that registers the function it decorates with ``declaration`` and returns it unchanged."""
@@ -364,6 +419,8 @@ class Service:
             raise ValueError(f"{where}: pool must be a lambdapool.Pool, got {pool!r}")
         _check_int(where, "timeout_s", declaration.timeout_s, *LAMBDA_TIMEOUT_S_RANGE)
         _check_int(where, "memory_mb", declaration.memory_mb, *LAMBDA_MEMORY_MB_RANGE)
+        _check_int(where, "async_retries", declaration.async_retries, *ASYNC_RETRIES_RANGE)
+        _check_int(where, "max_event_age_s", declaration.max_event_age_s, *MAX_EVENT_AGE_S_RANGE)
         outputs, folders = declaration.outputs, declaration.folders
         output_names: tuple[str, ...] | None = None
         if outputs is not None:
@@ -386,6 +443,8 @@ class Service:
             parameters=ParameterSpec.from_function(fn, where, trigger=declaration.trigger is not None),
             inline=bool(declaration.inline),
             trigger=declaration.trigger,
+            async_retries=declaration.async_retries,
+            max_event_age_s=declaration.max_event_age_s,
             function=fn,
         )
         self._endpoints[name] = endpoint

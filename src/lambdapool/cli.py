@@ -13,6 +13,7 @@ from ._errors import AppLoadError
 from ._triggers import TriggerKind
 from .emulator import Emulator
 from .emulator._aws import AwsMode
+from .emulator._delivery import ASYNC_RETRY_DELAY_S
 from .emulator._server import ConnectionLimits, default_max_connections
 from .emulator._tasks import Retention
 
@@ -72,6 +73,7 @@ def local(args: argparse.Namespace) -> int:
         aws=args.aws,
         connection_limits=ConnectionLimits(max_connections=args.max_connections),
         task_retention=Retention(max_age_s=args.task_retention_hours * 3600, max_bytes=args.task_store_mb * 2**20),
+        async_retry_delay_s=args.async_retry_delay_s,
     )
     # Ctrl-C and SIGTERM both stop cleanly; SIGINT is set explicitly because a shell starts background
     # jobs with it ignored, and Python keeps it ignored.
@@ -153,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="connections served at once; more are answered 503 Overloaded at once (half the descriptor limit, "
         "at most 1000)",
+    )
+    run_local.add_argument(
+        "--async-retry-delay-s",
+        type=float,
+        default=ASYNC_RETRY_DELAY_S,
+        metavar="S",
+        help="wait before retrying a failed asynchronous invocation; the second retry waits twice as long "
+        "(60, as Lambda; lower it for tests)",
     )
     run_local.add_argument(
         "--task-retention-hours",

@@ -77,6 +77,7 @@ def start_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
     def start(project_dir: Path | str = APPS / "behaviours", **options: Any) -> Client:
         options.setdefault("state_dir", tmp_path_factory.mktemp("state"))
         options.setdefault("aws", "none")  # tests that need the local AWS ask for aws="moto"
+        options.setdefault("async_retry_delay_s", 0.05)  # Lambda's minutes of retry delays, scaled down
         emulator = Emulator(project_dir, port=0, **options)
         emulator.start()
         started.append(emulator)

@@ -183,3 +183,14 @@ def test_a_result_over_6_mb_is_lambdas_response_size_error(behaviours: Client) -
     body = json.loads(answer["Payload"].read())
     assert body["errorType"] == "Function.ResponseSizeTooLarge"
     assert body["errorMessage"].endswith("exceeded maximum allowed payload size (6291456 bytes).")
+
+
+def test_a_failing_event_invocation_is_tried_three_times_as_lambda_retries_it(behaviours: Client) -> None:
+    # The emulator of these tests scales Lambda's retry delays (1 and 2 minutes) down to 50 and 100 ms.
+    answer = lambda_client(behaviours).invoke(
+        FunctionName="b-fail", InvocationType="Event", Payload=b'{"message": "no"}'
+    )
+    assert answer["StatusCode"] == 202
+    wait_until(lambda: behaviours.endpoint_status("b", "fail")["counters"]["failed"] == 3)
+    counters = behaviours.endpoint_status("b", "fail")["counters"]
+    assert (counters["calls"], counters["asyncRetries"]) == (3, 2)

@@ -559,7 +559,7 @@ def test_trigger_delivery_counts_delivered_and_failed_events_and_keeps_the_last_
     make_runtime: MakeRuntime, make_deliveries: Callable[..., Deliveries]
 ) -> None:
     runtime = make_runtime(one_pipeline())
-    deliveries = make_deliveries()
+    deliveries = make_deliveries(async_retry_delay_s=0.001)
     ok = trigger_delivery(runtime, {"n": "tick"})
     bad = trigger_delivery(runtime, {"n": "tock", "fail": True})
 
@@ -571,6 +571,44 @@ def test_trigger_delivery_counts_delivered_and_failed_events_and_keeps_the_last_
 
     status = runtime.status()
     assert (status["counters"]["eventsDelivered"], status["counters"]["eventsFailed"]) == (1, 1)
+    assert status["counters"]["asyncRetries"] == 2  # tried three times, as Lambda does, before it failed
     last_error = status["lastError"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", last_error.pop("at"))
     assert last_error == {"errorType": "BadRequest", "message": "tock failed", "detailedMessage": "tock failed"}
+
+
+def test_failed_asynchronous_work_is_retried_twice_with_doubling_delays_then_fails(
+    make_runtime: MakeRuntime, make_deliveries: Callable[..., Deliveries], recorder: Recorder
+) -> None:
+    runtime = make_runtime(one_pipeline())
+    clock = ManualClock()
+    deliveries = make_deliveries(async_retry_delay_s=60.0, clock=clock)
+    work = recorder.work(runtime, "flaky", retries=2)
+    work.arguments["fail"] = True
+
+    deliveries.submit(work)
+    wait_until(lambda: recorder.started == ["flaky"], what="the first attempt")
+    assert not work.finished.is_set()  # kept for a retry, not failed
+    clock.advance(59.9)
+    assert recorder.started == ["flaky"]
+    clock.advance(0.1)
+    deliveries.poke()
+    wait_until(lambda: recorder.started == ["flaky", "flaky"], what="the retry after 60 s")
+    clock.advance(120)
+    deliveries.poke()
+    assert work.finished.wait(5)
+    assert recorder.started == ["flaky"] * 3
+    assert isinstance(recorder.failure("flaky"), BadRequest)
+    assert runtime.status()["counters"]["asyncRetries"] == 2
+
+
+def test_tasks_are_not_retried(
+    make_runtime: MakeRuntime, make_deliveries: Callable[..., Deliveries], recorder: Recorder
+) -> None:
+    runtime = make_runtime(one_pipeline())
+    deliveries = make_deliveries(async_retry_delay_s=0.001)
+    work = recorder.work(runtime, "task")  # retries=0: a task's record is final once it failed
+    work.arguments["fail"] = True
+    deliveries.submit(work)
+    assert work.finished.wait(5)
+    assert recorder.started == ["task"] and runtime.status()["counters"]["asyncRetries"] == 0

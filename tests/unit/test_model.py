@@ -310,3 +310,29 @@ def test_a_trigger_function_takes_only_event_and_context() -> None:
 
     with pytest.raises(ValueError, match=r"takes \(event\) or \(event, context\)"):
         Service("s").schedule("rate(1 day)")(needs_more)
+
+
+def test_asynchronous_settings_are_lambdas_and_checked_at_declaration() -> None:
+    svc = Service("s")
+    svc.function(endpoint_id="default")(lambda: None)
+    svc.function(endpoint_id="once", async_retries=0, max_event_age_s=60)(lambda: None)
+    assert (svc.endpoint("default").async_retries, svc.endpoint("default").max_event_age_s) == (2, 21600)
+    assert (svc.endpoint("once").async_retries, svc.endpoint("once").max_event_age_s) == (0, 60)
+    assert svc.endpoint("once").spec.to_json()["asyncRetries"] == 0
+    for settings, message in (
+        ({"async_retries": 3}, "async_retries must be between 0 and 2"),
+        ({"max_event_age_s": 59}, "max_event_age_s must be between 60 and 21600"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            svc.function(endpoint_id="bad", **settings)(lambda: None)
+
+
+def test_config_prints_the_event_invoke_config_of_non_default_endpoints() -> None:
+    from lambdapool._deploy import event_invoke_commands
+    from lambdapool._model import EndpointSpec
+
+    specs = [EndpointSpec("s", "plain"), EndpointSpec("s", "once", async_retries=0, max_event_age_s=600)]
+    assert event_invoke_commands("app", "dev", specs) == [
+        "aws lambda put-function-event-invoke-config --function-name app-dev-s-once --maximum-retry-attempts 0 "
+        "--maximum-event-age-in-seconds 600"
+    ]

@@ -832,6 +832,7 @@ def test_status_reports_pool_pipelines_queue_counters_and_latency(make_runtime: 
             "crashes": 0,
             "outOfMemory": 0,
             "eventsDelivered": 0,
+            "asyncRetries": 0,
             "eventsFailed": 0,
         },
         "latencyMs": {"p50": 0.0, "p90": 0.0, "p99": 0.0},

@@ -9,6 +9,8 @@ outcome, its ``on_success`` or its ``on_failure``: nothing is dropped without a 
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import itertools
 import logging
 import threading
 import time
@@ -23,6 +25,8 @@ from ._runtime import CallResult, EndpointRuntime, Ticket
 log = logging.getLogger("lambdapool.delivery")
 #: How long work keeps retrying a full pool, like Lambda's MaximumEventAgeInSeconds default (6 hours).
 MAX_EVENT_AGE_S = 6 * 3600
+#: The wait before the first retry of a failed asynchronous invocation (the second waits twice as long).
+ASYNC_RETRY_DELAY_S = 60.0
 
 
 def backoff_s(attempt: int) -> float:
@@ -50,6 +54,9 @@ class Delivery:
     on_success: Callable[[CallResult], object] = _ignore
     on_failure: Callable[[LambdapoolError], object] = _ignore
     lambda_event: bool = False  # an event of the Lambda Invoke API (see EndpointRuntime.call)
+    #: How many times a failed call is tried again (Lambda retries asynchronous invocations; tasks are not).
+    retries: int = 0
+    attempt: int = 1
     accepted_at: float = 0.0
     cancelled: bool = False
     finished: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -79,12 +86,18 @@ class Deliveries:
         *,
         retry_delay_s: Callable[[int], float] = backoff_s,
         max_age_s: float = MAX_EVENT_AGE_S,
+        async_retry_delay_s: float = ASYNC_RETRY_DELAY_S,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._retry_delay_s = retry_delay_s
         self._max_age_s = max_age_s
+        self._async_retry_delay_s = async_retry_delay_s
         self._clock = clock
         self._lock = threading.Lock()
+        self._retries_due = threading.Condition(self._lock)
+        self._retrying: list[tuple[float, int, Delivery]] = []  # a heap of (when, sequence, work)
+        self._retry_numbers = itertools.count()
+        self._retrier: threading.Thread | None = None
         self._lanes: dict[EndpointRuntime, _Lane] = {}
         self._named: dict[str, Delivery] = {}  # accepted work with a request id, until it ends
         self._threads: set[threading.Thread] = set()
@@ -140,6 +153,9 @@ class Deliveries:
         with self._lock:
             self._closed = True
             waiting = [delivery for lane in self._lanes.values() for delivery in lane.waiting]
+            waiting += [delivery for _, _, delivery in self._retrying]
+            self._retrying.clear()
+            self._retries_due.notify_all()
             for lane in self._lanes.values():
                 lane.waiting.clear()
             runtimes = list(self._lanes)
@@ -147,6 +163,11 @@ class Deliveries:
             self._finish(delivery, PipelineCrashed.shutting_down())
         for runtime in runtimes:
             runtime.nudge()  # a dispatcher waiting for room sees the lane closed
+
+    def poke(self) -> None:
+        """Make the retry thread look at its clock again (for an injected clock that moved)."""
+        with self._retries_due:
+            self._retries_due.notify_all()
 
     def join(self, timeout_s: float | None = None) -> None:
         """Wait for every dispatching and waiting thread to end."""
@@ -181,9 +202,9 @@ class Deliveries:
                     lane.dispatcher = None
                     return
                 head = lane.waiting[0]
-            if self._clock() - head.accepted_at > self._max_age_s:
+            if self._clock() - head.accepted_at > self._max_age(head):
                 if self._take(lane, head):
-                    where, limit_ms = runtime.spec.where, int(self._max_age_s * 1000)
+                    where, limit_ms = runtime.spec.where, int(self._max_age(head) * 1000)
                     self._finish(head, QueueTimeout.waited(where, limit_ms, retry_after_s=1))
                 continue
             if not runtime.wait_for_room(self._retry_delay_s(attempt), stop=lambda: self._closed):
@@ -230,7 +251,12 @@ class Deliveries:
         else:
             self._finish(delivery, result)
 
+    def _max_age(self, delivery: Delivery) -> float:
+        return min(self._max_age_s, float(delivery.runtime.spec.max_event_age_s))
+
     def _finish(self, delivery: Delivery, outcome: CallResult | LambdapoolError) -> None:
+        if isinstance(outcome, LambdapoolError) and self._retry_later(delivery, outcome):
+            return
         try:
             if isinstance(outcome, LambdapoolError):
                 delivery.on_failure(outcome)
@@ -244,6 +270,57 @@ class Deliveries:
                     self._named.pop(delivery.request_id, None)
             delivery.finished.set()
 
+    def _retry_later(self, delivery: Delivery, error: LambdapoolError) -> bool:
+        """Keep failed work for another attempt, as Lambda retries an asynchronous invocation: after
+        ``async_retry_delay_s``, then twice that (Lambda's defaults: about 1 and 2 minutes), while it has
+        retries left and is younger than its maximum age. Returns whether it will be retried."""
+        if delivery.attempt > delivery.retries or isinstance(error, (Cancelled, QueueTimeout)):
+            return False
+        due = self._clock() + self._async_retry_delay_s * 2 ** (delivery.attempt - 1)
+        if due - delivery.accepted_at > self._max_age(delivery):
+            return False
+        with self._lock:
+            if self._closed:
+                return False
+            delivery.attempt += 1
+            heapq.heappush(self._retrying, (due, next(self._retry_numbers), delivery))
+            self._retries_due.notify_all()
+            if self._retrier is None:
+                self._retrier = self._start(self._retry, (), "lambdapool-deliver-retries")
+        delivery.runtime.stats.count(Counter.ASYNC_RETRIES)
+        log.warning(
+            "%s failed (%s: %s); attempt %d of %d in %g s",
+            delivery.runtime.spec.where,
+            error.type_name(),
+            error.message,
+            delivery.attempt,
+            delivery.retries + 1,
+            due - self._clock(),
+        )
+        return True
+
+    def _retry(self) -> None:
+        """Put failed work back in its lane when its retry is due (the thread ends when none is pending)."""
+        while True:
+            with self._lock:
+                while self._retrying and self._retrying[0][0] > self._clock() and not self._closed:
+                    self._retries_due.wait(max(0.0, self._retrying[0][0] - self._clock()))
+                if self._closed or not self._retrying:
+                    self._retrier = None
+                    return
+                _, _, delivery = heapq.heappop(self._retrying)
+            self._requeue(delivery)
+
+    def _requeue(self, delivery: Delivery) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            lane = self._lanes.setdefault(delivery.runtime, _Lane())
+            lane.waiting.append(delivery)
+            if lane.dispatcher is None:
+                name = f"lambdapool-deliver-{delivery.runtime.spec.lambda_name}"
+                lane.dispatcher = self._start(self._dispatch, (delivery.runtime, lane), name)
+
 
 def trigger_delivery(runtime: EndpointRuntime, event: dict[str, Any]) -> Delivery:
     """A schedule or S3 ``event`` for ``runtime``: counted in its status as delivered or failed (the failure
@@ -256,4 +333,4 @@ def trigger_delivery(runtime: EndpointRuntime, event: dict[str, Any]) -> Deliver
         log.warning("%s failed on an event: %s: %s", runtime.spec.lambda_name, error.type_name(), error.message)
         runtime.stats.event_failed(error)
 
-    return Delivery(runtime, event, on_success=delivered, on_failure=failed)
+    return Delivery(runtime, event, on_success=delivered, on_failure=failed, retries=runtime.spec.async_retries)

@@ -20,7 +20,7 @@ from .._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec
 from .._triggers import TriggerKind
 from ._aws import AwsMode, LocalAws
 from ._catalog import Catalog, ServedService
-from ._delivery import Deliveries, trigger_delivery
+from ._delivery import ASYNC_RETRY_DELAY_S, Deliveries, trigger_delivery
 from ._forkserver import ForkServer
 from ._http import EmulatorApp
 from ._pipeline import Pipeline
@@ -58,6 +58,7 @@ class Emulator:
         aws: AwsMode | str = AwsMode.MOTO,
         connection_limits: ConnectionLimits | None = None,
         task_retention: Retention | None = None,
+        async_retry_delay_s: float = ASYNC_RETRY_DELAY_S,
     ):
         self.project_dir = Path(project_dir).resolve()
         self.host = host
@@ -71,7 +72,7 @@ class Emulator:
         self.aws = LocalAws(aws)
         self.project = Project(self.project_dir, stage)
         self.catalog = Catalog((), self._runtime_for)
-        self.deliveries = Deliveries()
+        self.deliveries = Deliveries(async_retry_delay_s=async_retry_delay_s)
         self.tasks: TaskRunner  # from start(): its store reads the state directory
         self.scheduler: Scheduler | None = None
         self._supervise_interval_s = supervise_interval_s

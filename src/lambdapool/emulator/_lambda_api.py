@@ -175,7 +175,14 @@ def invoke(host: Host, request: Request, function_name: str) -> Response:
         failed = _event_failed(runtime)
         try:
             arguments = lambda_arguments(runtime, payload)
-            delivery = Delivery(runtime, arguments, request_id=request_id, on_failure=failed, lambda_event=True)
+            delivery = Delivery(
+                runtime,
+                arguments,
+                request_id=request_id,
+                on_failure=failed,
+                lambda_event=True,
+                retries=runtime.spec.async_retries,
+            )
             host.deliveries.submit(delivery)
         except BadRequest as error:  # as on Lambda: accepted, then failed in the function
             failed(error)

@@ -50,6 +50,11 @@ class Counter(enum.Enum):
         "lambdapool_trigger_events_delivered",
         "Schedule and S3 events handled successfully",
     )
+    ASYNC_RETRIES = (
+        "asyncRetries",
+        "lambdapool_async_retries",
+        "Failed asynchronous invocations tried again (Lambda's retries)",
+    )
     EVENTS_FAILED = (
         "eventsFailed",
         "lambdapool_trigger_events_failed",
