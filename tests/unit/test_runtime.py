@@ -16,9 +16,10 @@ import pytest
 from lambdapool import BadRequest, FunctionError, OutOfMemory, PipelineCrashed, Pool, QueueFull, QueueTimeout, Timeout
 from lambdapool._errors import Cancelled, LambdapoolError
 from lambdapool._model import EndpointSpec
+from lambdapool.emulator._calls import CallResult
 from lambdapool.emulator._pipeline import KillReason
 from lambdapool.emulator._pool import PoolSnapshot
-from lambdapool.emulator._runtime import CallResult, EndpointRuntime
+from lambdapool.emulator._runtime import EndpointRuntime
 
 from .fakes import Background, FakeLauncher, FakePipeline, Gate, ManualClock, fake_runtime, wait_until
 

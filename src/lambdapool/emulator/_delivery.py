@@ -19,8 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import Cancelled, LambdapoolError, PipelineCrashed, QueueFull, QueueTimeout
+from ._calls import CallResult, Ticket
 from ._metrics import Counter
-from ._runtime import CallResult, EndpointRuntime, Ticket
+from ._runtime import EndpointRuntime
 
 log = logging.getLogger("lambdapool.delivery")
 #: How long work keeps retrying a full pool, like Lambda's MaximumEventAgeInSeconds default (6 hours).

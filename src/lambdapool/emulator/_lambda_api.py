@@ -35,9 +35,10 @@ from .._invocation import LOCAL_ACCOUNT_ID, parse_json
 from .._keys import is_authorized
 from .._model import ASYNC_PAYLOAD_LIMIT_BYTES
 from .._names import TASK_KEY
+from ._calls import CallResult
 from ._delivery import Delivery
 from ._requests import json_response, read_body
-from ._runtime import CallResult, EndpointRuntime
+from ._runtime import EndpointRuntime
 
 if TYPE_CHECKING:
     from ._http import Host

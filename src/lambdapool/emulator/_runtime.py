@@ -7,10 +7,8 @@ threads waiting on them. Its clock is passed in and used for every time it measu
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
-import math
 import threading
 import time
 import uuid
@@ -23,83 +21,26 @@ from .._errors import (
     LambdapoolError,
     OutOfMemory,
     PipelineCrashed,
-    QueueFull,
-    QueueTimeout,
     ResponseSizeTooLarge,
     error_from_body,
 )
 from .._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec
+from ._calls import CallResult, Ticket, rejection
 from ._metrics import Counter, EndpointStats, endpoint_status
 from ._pipeline import KillReason, PipelineHandle, ending
 from ._pool import Action, Dispatch, Fail, PipelineState, PoolCore, PoolSnapshot, Reject, RejectReason, Retire, Start
+from ._starts import Launcher, Starter
 
-#: ``launch(pool_id, label)`` starts a pipeline and returns its handle (before it reports ready).
-Launcher = Callable[[int, str], PipelineHandle]
 #: A pipeline that never reports is given up after ``max(this, timeout_s)`` seconds.
 MIN_START_TIMEOUT_S = 10.0
-
-
-class Ticket:
-    """A call's place in the pool, from :meth:`EndpointRuntime.enter` to :meth:`EndpointRuntime.complete`:
-    how the waiting thread learns which pipeline serves it."""
-
-    __slots__ = (
-        "arrived",
-        "cancelled",
-        "cold",
-        "error",
-        "event",
-        "lambda_event",
-        "may_queue",
-        "on_start",
-        "payload",
-        "pipeline_id",
-        "request_id",
-    )
-
-    def __init__(
-        self,
-        request_id: str,
-        arrived: float,
-        on_start: Callable[[], object] | None = None,
-        lambda_event: bool = False,
-        payload: bytes = b"{}",
-        may_queue: bool = True,
-    ):
-        self.request_id = request_id
-        self.lambda_event = lambda_event
-        self.payload = payload
-        self.may_queue = may_queue
-        self.arrived = arrived
-        self.event = threading.Event()
-        self.pipeline_id: int | None = None
-        self.cold = False
-        self.cancelled = False
-        self.error: LambdapoolError | None = None
-        self.on_start = on_start
-
-
-@dataclasses.dataclass
-class CallResult:
-    """A successful call: the result's JSON bytes and the envelope's ``timing`` and ``apiContext``."""
-
-    result: bytes
-    timing: dict[str, float]
-    api_context: dict[str, Any]
-
-    def envelope(self) -> bytes:
-        """The run route's 200 body, with the result spliced in without re-encoding it."""
-        timing = json.dumps(self.timing, separators=(",", ":")).encode()
-        api_context = json.dumps(self.api_context, separators=(",", ":")).encode()
-        return b"".join((b'{"response":', self.result, b',"timing":', timing, b',"apiContext":', api_context, b"}"))
 
 
 class EndpointRuntime:
     """One endpoint's pool of pipelines. Thread-safe; callers use :meth:`call` from their own threads.
 
-    ``launch`` starts a pipeline (see :data:`Launcher`); the runtime waits for it to report ``ready`` (at most
-    ``start_timeout_s``). ``clock`` is a monotonic clock in seconds. Pipelines are started from threads the
-    runtime owns and joins in :meth:`close`.
+    ``launch`` starts a pipeline (see :data:`~lambdapool.emulator._starts.Launcher`); the runtime's
+    :class:`~lambdapool.emulator._starts.Starter` waits for it to report ``ready`` (at most ``start_timeout_s``),
+    from threads joined in :meth:`close`. ``clock`` is a monotonic clock in seconds.
     """
 
     def __init__(
@@ -112,18 +53,23 @@ class EndpointRuntime:
     ):
         self.spec = spec
         self.stats = EndpointStats()
-        self._launch = launch
-        self._start_timeout_s = (
-            start_timeout_s if start_timeout_s is not None else max(MIN_START_TIMEOUT_S, float(spec.timeout_s))
-        )
         self._clock = clock
+        self._starter = Starter(
+            spec,
+            self.stats,
+            launch,
+            start_timeout_s if start_timeout_s is not None else max(MIN_START_TIMEOUT_S, float(spec.timeout_s)),
+            clock,
+            launched=self._launched,
+            ready=self._ready,
+            failed=self._not_ready,
+        )
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # notified whenever the pool may have room
         self._core = PoolCore(spec.pool)
         self._tickets: dict[str, Ticket] = {}
         self._pipelines: dict[int, PipelineHandle] = {}
         self._start_errors: dict[int, LambdapoolError] = {}
-        self._starters: set[threading.Thread] = set()
         self._closed = False
         self._memory_limit_bytes = spec.memory_mb * 2**20
         self._id_prefix = uuid.uuid4().hex[:12]
@@ -314,10 +260,7 @@ class EndpointRuntime:
             if not ticket.event.is_set():
                 ticket.error = PipelineCrashed.shutting_down()
                 ticket.event.set()
-        with self._lock:
-            starters = list(self._starters)
-        for starter in starters:
-            starter.join()
+        self._starter.close()
 
     # -- internals ------------------------------------------------------------------------------------
 
@@ -391,28 +334,11 @@ class EndpointRuntime:
             with self._lock:
                 ticket.pipeline_id = None  # the pipeline is not this call's anymore: a late cancel spares it
             self._finish(pool_id, pipeline, healthy)
-        finished = self._clock()
-        waited_ms = max(0.0, (dispatched - ticket.arrived) * 1000 - cold_ms)
-        return CallResult(
-            result=result,
-            timing={
-                "wait": round(waited_ms, 3),
-                "coldStart": round(cold_ms, 3),
-                "execution": round(float(reply.get("executionMs", (finished - dispatched) * 1000)), 3),
-                "total": round((finished - ticket.arrived) * 1000, 3),
-            },
-            api_context={
-                "serviceId": self.spec.service_id,
-                "endpointId": self.spec.endpoint_id,
-                "pipelineId": pipeline.label,
-                "coldStart": ticket.cold,
-            },
-        )
+        return CallResult.of(self.spec, ticket, pipeline.label, result, reply, dispatched, cold_ms, self._clock())
 
-    def _death_error(self, pipeline: PipelineHandle, *, starting: bool = False) -> LambdapoolError:
-        """What to answer for a call whose pipeline died under it (or was killed for it), or for a start;
-        counted."""
-        error, counter = ending(pipeline, self.spec, self._start_timeout_s if starting else None)
+    def _death_error(self, pipeline: PipelineHandle) -> LambdapoolError:
+        """What to answer for a call whose pipeline died under it (or was killed for it); counted."""
+        error, counter = ending(pipeline, self.spec)
         if counter is not None:
             self.stats.count(counter)
         return error
@@ -438,7 +364,10 @@ class EndpointRuntime:
     def _carry_out(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Start):
-                self._start_in_background(action.pipeline_id)
+                with self._lock:
+                    closed = self._closed
+                if not closed:
+                    self._starter.start(action.pipeline_id, self._label(action.pipeline_id))
             elif isinstance(action, Dispatch):
                 ticket = self._tickets.get(str(action.request_id))
                 if ticket is None:  # its caller is gone (shutdown): give the pipeline back
@@ -467,84 +396,34 @@ class EndpointRuntime:
         ticket = self._tickets.get(str(action.request_id))
         if ticket is None:
             return
-        retry_after_s = self._retry_after_s()
-        pool = self.spec.pool
-        if action.reason is RejectReason.QUEUE_FULL:
-            self.stats.count(Counter.QUEUE_FULL)
-            ticket.error = QueueFull.pool_busy(self.spec.where, pool.ceil, pool.queue, retry_after_s)
-        else:
-            self.stats.count(Counter.QUEUE_TIMEOUT)
-            ticket.error = QueueTimeout.waited(self.spec.where, pool.timeout_ms, retry_after_s)
-        ticket.event.set()
-
-    def _retry_after_s(self) -> int:
-        """A hint for throttled callers: the queue's expected drain time, at least one second."""
-        p50_ms = self.stats.percentiles()["p50"] or 0.0
         with self._lock:
             waiting = self._core.snapshot().queued + 1
-        return max(1, math.ceil(p50_ms / 1000 * waiting / self.spec.pool.ceil))
-
-    def _start_in_background(self, pool_id: int) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            starter = threading.Thread(
-                target=self._start_pipeline, args=(pool_id,), name=f"lambdapool-start-{self._label(pool_id)}"
-            )
-            self._starters.add(starter)
-        starter.start()
+        full = action.reason is RejectReason.QUEUE_FULL
+        self.stats.count(Counter.QUEUE_FULL if full else Counter.QUEUE_TIMEOUT)
+        ticket.error = rejection(self.spec, full, self.stats.percentiles()["p50"], waiting)
+        ticket.event.set()
 
     def _label(self, pool_id: int) -> str:
         """A pipeline's name in the envelope and the status: ``{service}-{endpoint}-{n}``."""
         return f"{self.spec.lambda_name}-{pool_id}"
 
-    def _start_pipeline(self, pool_id: int) -> None:
-        try:
-            self._start(pool_id)
-        finally:
-            with self._lock:
-                self._starters.discard(threading.current_thread())
-
-    def _start(self, pool_id: int) -> None:
-        started = self._clock()
-        try:
-            pipeline = self._launch(pool_id, self._label(pool_id))
-        except Exception as exc:
-            self._start_failed(pool_id, PipelineCrashed.not_started(exc))
-            return
+    def _launched(self, pool_id: int, pipeline: PipelineHandle) -> bool:
+        """A pipeline was launched for ``pool_id``: keep it (``False`` once closed: the starter kills it)."""
         with self._lock:
             if self._closed:
-                pipeline.kill(KillReason.SHUTDOWN)
-                return
+                return False
             self._pipelines[pool_id] = pipeline
-        error = self._await_ready(pipeline)
-        if error is not None:
-            with self._lock:
-                self._pipelines.pop(pool_id, None)
-            pipeline.kill(pipeline.kill_reason or KillReason.FAILED_START)
-            self._start_failed(pool_id, error)
-            return
-        pipeline.init_ms = max((self._clock() - started) * 1000, 0.001)
+            return True
+
+    def _ready(self, pool_id: int, pipeline: PipelineHandle) -> None:
         with self._lock:
             actions = self._core.ready(pool_id, self._clock())
         self._execute(actions)
 
-    def _await_ready(self, pipeline: PipelineHandle) -> LambdapoolError | None:
-        try:
-            header = pipeline.wait_ready(self._start_timeout_s)
-        except TimeoutError:
-            pipeline.kill(KillReason.TIMEOUT)
-            return self._death_error(pipeline, starting=True)
-        except (ChannelClosed, OSError, ValueError):
-            return self._death_error(pipeline, starting=True)
-        if header.get("op") == "init_error":
-            self.stats.count(Counter.CRASHES)
-            body = header["error"]
-            return PipelineCrashed(body["message"], body["detailedMessage"])
-        if header.get("peakRssBytes", 0) > self._memory_limit_bytes:
-            pipeline.kill(KillReason.OUT_OF_MEMORY)
-            return self._death_error(pipeline, starting=True)
-        return None
+    def _not_ready(self, pool_id: int, error: LambdapoolError) -> None:
+        with self._lock:
+            self._pipelines.pop(pool_id, None)
+        self._start_failed(pool_id, error)
 
     def _start_failed(self, pool_id: int, error: LambdapoolError) -> None:
         with self._lock:
