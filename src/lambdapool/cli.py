@@ -14,6 +14,7 @@ from ._triggers import TriggerKind
 from .emulator import Emulator
 from .emulator._aws import AwsMode
 from .emulator._delivery import ASYNC_RETRY_DELAY_S
+from .emulator._emulator import KEEP_WARM_S
 from .emulator._server import ConnectionLimits, default_max_connections
 from .emulator._tasks import Retention
 
@@ -74,6 +75,7 @@ def local(args: argparse.Namespace) -> int:
         connection_limits=ConnectionLimits(max_connections=args.max_connections),
         task_retention=Retention(max_age_s=args.task_retention_hours * 3600, max_bytes=args.task_store_mb * 2**20),
         async_retry_delay_s=args.async_retry_delay_s,
+        keep_warm_s=args.keep_warm_s,
     )
     # Ctrl-C and SIGTERM both stop cleanly; SIGINT is set explicitly because a shell starts background
     # jobs with it ignored, and Python keeps it ignored.
@@ -155,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="connections served at once; more are answered 503 Overloaded at once (half the descriptor limit, "
         "at most 1000)",
+    )
+    run_local.add_argument(
+        "--keep-warm-s",
+        type=float,
+        default=KEEP_WARM_S,
+        metavar="S",
+        help="how long a scale-to-zero pool (floor=0, cruise=0) keeps its last pipeline warm; 0: always cold (300)",
     )
     run_local.add_argument(
         "--async-retry-delay-s",

@@ -108,3 +108,13 @@ def test_cold_start_is_reported_exactly_for_calls_served_by_a_new_pipeline(
     assert {warm["response"]["pid"], cold["response"]["pid"]} <= set(init_pids)
     assert os.getpid() not in init_pids  # the emulator never runs the app's init code itself
     assert client.endpoint_status("b", "whoami")["counters"]["coldStarts"] == 1
+
+
+def test_a_scale_to_zero_pool_keeps_its_last_pipeline_warm_then_retires_it(start_emulator) -> None:
+    emulator = start_emulator(APPS / "behaviours", keep_warm_s=1.0)
+    first = emulator.run("b", "zero", {}).json()
+    second = emulator.run("b", "zero", {}).json()
+    assert first["apiContext"]["coldStart"] is True
+    assert second["apiContext"]["coldStart"] is False and second["response"] == first["response"]
+    emulator.wait_for_pool("b", "zero", total=0)  # retired once idle for keep_warm_s
+    assert emulator.run("b", "zero", {}).json()["apiContext"]["coldStart"] is True

@@ -176,3 +176,31 @@ def test_every_request_is_dispatched_or_rejected_exactly_once(request_count: int
         record(core.done(busy[0], now) if core.snapshot().busy else core.expire(now))
         now += 0.05
     assert sorted(outcomes) == sorted(f"r{index}" for index in range(request_count))
+
+
+def test_a_scale_to_zero_pool_keeps_its_last_pipeline_warm_for_keep_warm_s() -> None:
+    core = PoolCore(Pool(floor=0, cruise=0, ceil=2), keep_warm_s=300.0)
+    assert core.arrive("a", 0.0) == [Start(1)]
+    assert core.ready(1, 0.5) == [Dispatch("a", 1, cold=True)]
+    assert core.done(1, 1.0) == []  # kept warm, not retired at once
+    assert core.tick(200.0) == []
+    assert core.arrive("b", 250.0) == [Dispatch("b", 1, cold=False)]  # a warm start, as on Lambda
+    assert core.done(1, 251.0) == []
+    assert core.tick(550.9) == []
+    assert core.tick(551.0) == [Retire(1)]  # 300 s after its last call
+    assert core.arrive("c", 600.0) == [Start(2)]  # cold again
+
+
+def test_keep_warm_keeps_one_pipeline_only_and_nothing_without_it() -> None:
+    core = PoolCore(Pool(floor=0, cruise=0, ceil=2), keep_warm_s=300.0)
+    core.arrive("a", 0.0)
+    core.arrive("b", 0.0)
+    core.ready(1, 0.1)
+    core.ready(2, 0.1)
+    assert core.done(1, 1.0) == []  # b still runs: nothing is retired while a call is pending
+    assert core.done(2, 2.0) == [Retire(1)]  # the longest idle goes, the last used stays warm
+    cold = PoolCore(Pool(floor=0, cruise=0, ceil=1))
+    cold.arrive("a", 0.0)
+    cold.ready(1, 0.1)
+    assert cold.done(1, 1.0) == [Retire(1)]  # keep_warm_s=0: retired at once
+    assert cold.tick(1000.0) == []

@@ -31,6 +31,9 @@ from ._server import ConnectionLimits, EmulatorServer
 from ._tasks import FileTaskStore, Retention, TaskRunner
 
 log = logging.getLogger("lambdapool.emulator")
+#: How long a scale-to-zero pool keeps its last pipeline warm. Lambda documents no figure; environments are
+#: commonly seen kept for 5 to 15 minutes: the low end, so that a test finds warm no more than AWS would.
+KEEP_WARM_S = 300.0
 
 
 class Emulator:
@@ -59,6 +62,7 @@ class Emulator:
         connection_limits: ConnectionLimits | None = None,
         task_retention: Retention | None = None,
         async_retry_delay_s: float = ASYNC_RETRY_DELAY_S,
+        keep_warm_s: float = KEEP_WARM_S,
     ):
         self.project_dir = Path(project_dir).resolve()
         self.host = host
@@ -73,6 +77,7 @@ class Emulator:
         self.project = Project(self.project_dir, stage)
         self.catalog = Catalog((), self._runtime_for)
         self.deliveries = Deliveries(async_retry_delay_s=async_retry_delay_s)
+        self.keep_warm_s = keep_warm_s
         self.tasks: TaskRunner  # from start(): its store reads the state directory
         self.scheduler: Scheduler | None = None
         self._supervise_interval_s = supervise_interval_s
@@ -197,7 +202,7 @@ class Emulator:
             pid, sock = forkserver.spawn(config)
             return Pipeline(label, pid, sock)
 
-        return EndpointRuntime(spec, launch)
+        return EndpointRuntime(spec, launch, keep_warm_s=self.keep_warm_s)
 
     def _start_triggers(self) -> None:
         schedules, s3_triggers = [], []

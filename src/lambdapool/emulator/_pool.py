@@ -10,7 +10,9 @@ process layer must carry out. The rules are Dataiku's pool semantics:
   start);
 - else it waits in a strictly FIFO queue of at most ``queue`` requests, for at most ``timeout_ms``;
   otherwise it is rejected (``QueueFull``; ``QueueTimeout`` once its wait runs out);
-- once no request is pending, pipelines above ``cruise`` are retired, the longest idle first;
+- once no request is pending, pipelines above ``cruise`` are retired, the longest idle first; a pool that
+  scales to zero (``cruise`` 0) keeps the pipeline it used last for ``keep_warm_s``, as Lambda keeps an
+  execution environment warm a while after its last call;
 - a pipeline that dies is replaced while requests wait or fewer than ``cruise`` remain.
 """
 
@@ -84,6 +86,7 @@ class _Pipeline:
     state: PipelineState
     bound: RequestId | None = None  # the request waiting for this pipeline to start
     for_queue: bool = False  # started because requests were queued
+    idle_since: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +103,9 @@ class PoolCore:
     Times are seconds from any monotonic clock, passed in as ``now``.
     """
 
-    def __init__(self, pool: Pool):
+    def __init__(self, pool: Pool, keep_warm_s: float = 0.0):
         self.pool = pool
+        self.keep_warm_s = keep_warm_s
         self._pipelines: dict[int, _Pipeline] = {}
         self._idle: list[int] = []  # a stack: the most recently used idle pipeline is last
         self._queue: deque[tuple[RequestId, float]] = deque()  # (request, deadline)
@@ -175,8 +179,8 @@ class PoolCore:
             pipeline.state = PipelineState.BUSY
             actions.append(Dispatch(request, pipeline_id, cold=True))
             return actions
-        self._make_idle(pipeline_id)
-        return actions + self._retire_excess()
+        self._make_idle(pipeline_id, now)
+        return actions + self._retire_excess(now)
 
     def start_failed(self, pipeline_id: int, now: float) -> list[Action]:
         """A pipeline could not start (init code raised, crashed or hung). It is gone.
@@ -204,8 +208,8 @@ class PoolCore:
             request = self._queue.popleft()[0]
             actions.append(Dispatch(request, pipeline_id, cold=False))
             return actions
-        self._make_idle(pipeline_id)
-        return actions + self._retire_excess()
+        self._make_idle(pipeline_id, now)
+        return actions + self._retire_excess(now)
 
     def lost(self, pipeline_id: int, now: float) -> list[Action]:
         """A started pipeline died (crashed, timed out, ran out of memory, or was killed while idle).
@@ -218,7 +222,11 @@ class PoolCore:
         actions = self.expire(now)
         if (self._queue or len(self._pipelines) < self.pool.cruise) and len(self._pipelines) < self.pool.ceil:
             actions.append(self._new_pipeline(None, for_queue=bool(self._queue)))
-        return actions + self._retire_excess()
+        return actions + self._retire_excess(now)
+
+    def tick(self, now: float) -> list[Action]:
+        """Time passed: a scale-to-zero pool's warm pipeline is retired once idle for ``keep_warm_s``."""
+        return self._retire_excess(now) if self.pool.cruise == 0 and self.keep_warm_s > 0 else []
 
     def expire(self, now: float) -> list[Action]:
         """Reject queued requests whose ``timeout_ms`` has run out."""
@@ -243,9 +251,10 @@ class PoolCore:
         self._pipelines[pipeline_id] = _Pipeline(PipelineState.STARTING, bound=bound, for_queue=for_queue)
         return Start(pipeline_id)
 
-    def _make_idle(self, pipeline_id: int) -> None:
+    def _make_idle(self, pipeline_id: int, now: float) -> None:
         pipeline = self._pipelines[pipeline_id]
         pipeline.state = PipelineState.IDLE
+        pipeline.idle_since = now
         self._idle.append(pipeline_id)
 
     def _pending(self) -> bool:
@@ -253,10 +262,13 @@ class PoolCore:
             p.state is PipelineState.BUSY or p.bound is not None for p in self._pipelines.values()
         )
 
-    def _retire_excess(self) -> list[Action]:
+    def _retire_excess(self, now: float) -> list[Action]:
         if self._pending():
             return []
-        excess = len(self._pipelines) - self.pool.cruise
+        kept = self.pool.cruise
+        if kept == 0 and self._idle and now - self._pipelines[self._idle[-1]].idle_since < self.keep_warm_s:
+            kept = 1  # scale to zero, but the environment used last stays warm a while, as on Lambda
+        excess = len(self._pipelines) - kept
         actions: list[Action] = []
         while excess > 0 and self._idle:
             pipeline_id = self._idle.pop(0)  # the longest idle

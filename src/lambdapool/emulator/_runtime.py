@@ -49,6 +49,7 @@ class EndpointRuntime:
         launch: Launcher,
         *,
         start_timeout_s: float | None = None,
+        keep_warm_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.spec = spec
@@ -66,7 +67,7 @@ class EndpointRuntime:
         )
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # notified whenever the pool may have room
-        self._core = PoolCore(spec.pool)
+        self._core = PoolCore(spec.pool, keep_warm_s)
         self._tickets: dict[str, Ticket] = {}
         self._pipelines: dict[int, PipelineHandle] = {}
         self._start_errors: dict[int, LambdapoolError] = {}
@@ -216,9 +217,13 @@ class EndpointRuntime:
 
     def supervise(self) -> None:
         """Kill every running pipeline whose call is past its deadline or whose resident memory is over
-        ``memory_mb``. Idle pipelines are skipped: they can neither grow nor run late. Called periodically
-        by the emulator's supervisor thread."""
+        ``memory_mb`` (idle pipelines can neither grow nor run late), and retire a scale-to-zero pool's warm
+        pipeline once its ``keep_warm_s`` is over. Called periodically by the emulator's supervisor thread."""
         now = self._clock()
+        with self._lock:
+            actions = self._core.tick(now)
+        if actions:
+            self._execute(actions)
         with self._lock:
             running = [
                 pipeline

@@ -116,6 +116,12 @@ def hog(megabytes: int = 0, hold_s: float = 0.0):
     return {"pid": os.getpid(), "held": len(block)}
 
 
+@svc.function(pool=Pool(floor=0, ceil=1, cruise=0, queue=4))
+def zero():
+    """Scales to zero: answers its pipeline's pid."""
+    return os.getpid()
+
+
 @svc.function()
 def big(megabytes: float = 7.0):
     """A result of about ``megabytes`` MB."""
