@@ -24,6 +24,7 @@ from ._delivery import ASYNC_RETRY_DELAY_S, Deliveries, trigger_delivery
 from ._forkserver import ForkServer
 from ._http import EmulatorApp
 from ._pipeline import Pipeline
+from ._processes import new_tmp_dir
 from ._project import BASE_PRELOAD, Project, describe_project, third_party_imports
 from ._runtime import EndpointRuntime
 from ._scheduler import Scheduler, scheduled_event
@@ -198,9 +199,12 @@ class Emulator:
             forkserver = self._forkserver
             if forkserver is None:
                 raise RuntimeError("the emulator is stopped")
-            config = self.project.pipeline_config(spec, label, self.aws.environment(), self.cold_start_delay_ms)
-            pid, sock = forkserver.spawn(config)
-            return Pipeline(label, pid, sock)
+            with new_tmp_dir(self.state_dir, label) as tmp_dir:  # Lambda's /tmp: private, empty at first
+                config = self.project.pipeline_config(
+                    spec, label, self.aws.environment(), self.cold_start_delay_ms, tmp_dir=tmp_dir
+                )
+                pid, sock = forkserver.spawn(config)
+            return Pipeline(label, pid, sock, tmp_dir)
 
         return EndpointRuntime(spec, launch, keep_warm_s=self.keep_warm_s)
 

@@ -2,23 +2,43 @@
 
 :class:`PipelineHandle` is all :class:`~lambdapool.emulator._runtime.EndpointRuntime` uses, so its unit
 tests run pools over in-memory fakes; :class:`Pipeline` is the real one, a forked process behind a socket.
+
+A pipeline stands for a Lambda execution environment, so its handle answers for everything in it: the
+processes the function starts (counted in its memory, killed with it: found through ``/proc``, since the fork
+server, not the emulator, is the pipeline's parent) and its private ``/tmp`` (``TMPDIR``), removed with it.
 """
 
 from __future__ import annotations
 
 import enum
 import os
+import shutil
 import signal
 import socket
 import threading
+import time
+from pathlib import Path
 from typing import Any, Protocol
 
 from .._errors import Cancelled, LambdapoolError, OutOfMemory, PipelineCrashed, Timeout
 from .._model import EndpointSpec
 from ._metrics import Counter
+from ._processes import (
+    MAX_STOP_ROUNDS,
+    SCAN_MAX_AGE_S,
+    TMP_CHECK_INTERVAL_S,
+    TMP_LIMIT_MB,
+    Process,
+    descendants,
+    directory_bytes,
+    is_running,
+    process_table,
+    read_private_bytes,
+    read_rss_bytes,
+    read_stat,
+    signal_process,
+)
 from ._wire import FrameReader, send_frame
-
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class KillReason(enum.Enum):
@@ -31,15 +51,7 @@ class KillReason(enum.Enum):
     CANCELLED = "cancelled"
     CRASHED = "crashed"
     FAILED_START = "failed"
-
-
-def read_rss_bytes(pid: int) -> int | None:
-    """Resident memory of ``pid`` (what Lambda counts), or ``None`` if it is gone."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE_SIZE
-    except (OSError, IndexError, ValueError):
-        return None
+    TMP_FULL = "tmp"
 
 
 def describe_exit(status: int | None) -> str:
@@ -68,10 +80,17 @@ def ending(
             return Timeout.init(spec.where, start_timeout_s), Counter.TIMEOUTS
         return Timeout.call(spec.where, spec.timeout_s, pipeline.label), Counter.TIMEOUTS
     if pipeline.kill_reason is KillReason.OUT_OF_MEMORY:
-        return OutOfMemory.over(spec.where, spec.memory_mb), Counter.OUT_OF_MEMORY
+        detail = (
+            f"the resident memory of the pipeline and of the processes it started went over {spec.memory_mb} MB; "
+            "it was killed and is replaced"
+        )
+        return OutOfMemory.over(spec.where, spec.memory_mb, detail), Counter.OUT_OF_MEMORY
+    starting = start_timeout_s is not None
+    if pipeline.kill_reason is KillReason.TMP_FULL:
+        how = f"its /tmp (TMPDIR) went over {TMP_LIMIT_MB} MB, Lambda's ephemeral storage, so it was killed"
+        return PipelineCrashed.died(spec.where, how, pipeline.label, starting=starting), Counter.CRASHES
     pipeline.exited.wait(2.0)  # the exit status arrives from the fork server just after the socket closes
     how = describe_exit(pipeline.exit_status)
-    starting = start_timeout_s is not None
     error = PipelineCrashed.died(spec.where, how, pipeline.label, starting=starting, exit_status=pipeline.exit_status)
     return error, Counter.CRASHES
 
@@ -99,7 +118,8 @@ class PipelineHandle(Protocol):
         ...
 
     def rss_bytes(self) -> int | None:
-        """Resident memory now, or ``None`` once the process is gone."""
+        """Resident memory now (of everything the pipeline runs: its processes too), or ``None`` once the
+        process is gone. What the supervisor polls, every few milliseconds, while a call runs."""
         ...
 
     def alive(self) -> bool:
@@ -121,11 +141,17 @@ class PipelineHandle(Protocol):
 
 class Pipeline:
     """One running pipeline process, forked by the fork server, behind its socket. Implements
-    :class:`PipelineHandle`; the pidfd it opens is closed once the process has ended."""
+    :class:`PipelineHandle`; the pidfd it opens is closed once the process has ended.
 
-    def __init__(self, label: str, pid: int, sock: socket.socket):
+    The handle answers for the whole execution environment: the processes the function starts count in
+    :meth:`rss_bytes` and end when the pipeline is killed, retired or found dead, and ``tmp_dir`` (its
+    ``TMPDIR``, when given: the handle owns it) is then removed.
+    """
+
+    def __init__(self, label: str, pid: int, sock: socket.socket, tmp_dir: Path | None = None):
         self.label = label
         self.pid = pid
+        self.tmp_dir = tmp_dir
         self.init_ms = 0.0
         self.calls = 0
         self.kill_reason: KillReason | None = None
@@ -140,6 +166,14 @@ class Pipeline:
                 self._pidfd = os.pidfd_open(pid)
             except OSError:
                 self._pidfd = None
+        stat = read_stat(pid)
+        #: The pipeline process itself (``None`` where ``/proc`` does not tell).
+        self._process: Process | None = (pid, stat.start_ticks) if stat is not None else None
+        self._lock = threading.Lock()  # guards the pidfd and the processes seen
+        self._ending = threading.Lock()  # one end of the processes at a time
+        #: Every process the pipeline started that was seen running (see :meth:`_started_processes`).
+        self._started: set[Process] = set()
+        self._tmp_checked = float("-inf")  # time.monotonic() of the last look at tmp_dir's size
 
     def wait_ready(self, timeout_s: float) -> dict[str, Any]:
         self._sock.settimeout(timeout_s)
@@ -162,7 +196,21 @@ class Pipeline:
             self.call_deadline = None
 
     def rss_bytes(self) -> int | None:
-        return read_rss_bytes(self.pid)
+        """The pipeline process's resident memory plus what every process it started adds
+        (:func:`read_private_bytes`), as Lambda counts an environment's memory; ``None`` once it has ended.
+
+        The supervisor polls this while a call runs, so it also looks at ``tmp_dir`` then (at most every
+        :data:`TMP_CHECK_INTERVAL_S`) and kills the pipeline (:attr:`KillReason.TMP_FULL`) once it holds
+        more than :data:`TMP_LIMIT_MB`.
+        """
+        if self.exited.is_set() or (self._process is not None and not is_running(read_stat(self.pid), self._process)):
+            return None
+        rss = read_rss_bytes(self.pid)
+        if rss is None:
+            return None
+        started = self._started_processes(SCAN_MAX_AGE_S)
+        self._check_tmp()
+        return rss + sum(read_private_bytes(pid) for pid, _ in started)
 
     def alive(self) -> bool:
         """The exit is not reported and the socket is not at its end (a dead process closed its side)."""
@@ -176,35 +224,111 @@ class Pipeline:
             return False
 
     def kill(self, reason: KillReason) -> None:
+        """Kill the pipeline and every process it started; remove its ``tmp_dir``."""
         if self.kill_reason is None:
             self.kill_reason = reason
-        try:
-            if self._pidfd is not None:
-                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-            elif not self.exited.is_set():
-                os.kill(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, OSError):
-            pass
+        self._end_processes(signal.SIGKILL)
         self._release()
+        self._remove_tmp_dir()
 
     def retire(self) -> None:
-        """Closing an idle pipeline's socket makes it exit cleanly."""
+        """Kill the processes the function started, then close the idle pipeline's socket, which makes it
+        exit cleanly; remove its ``tmp_dir``."""
         self.kill_reason = self.kill_reason or KillReason.RETIRED
+        self._end_processes(signal.SIGCONT)
         self._release()
+        self._remove_tmp_dir()
 
     def mark_exited(self, status: int) -> None:
+        """Record the exit, kill what the pipeline left running and remove its ``tmp_dir``: an execution
+        environment ends whole."""
         self.exit_status = status
         self.exited.set()
         self._close_pidfd()
+        self._end_processes(signal.SIGKILL)
+        self._remove_tmp_dir()
+
+    def _started_processes(self, max_age_s: float) -> list[Process]:
+        """Every process the pipeline started that still runs, parents before children: its descendants, and
+        those seen before that have left its tree since (their parent ended first: a double fork, or the
+        pipeline died) with their own. Remembered, so that those that leave the tree later are still found.
+        ``max_age_s``: how old a scan of ``/proc`` may be (see :func:`_processes`)."""
+        processes = process_table(max_age_s)
+        with self._lock:
+            known = list(self._started)
+        roots = [process for process in known if is_running(processes.stat(process[0]), process)]
+        if self._process is not None and is_running(processes.stat(self.pid), self._process):
+            roots.insert(0, self._process)
+        found = [process for process in roots if process != self._process] + descendants(processes, roots)
+        with self._lock:
+            self._started.difference_update(known)
+            self._started.update(found)
+        return found
+
+    def _end_processes(self, then: signal.Signals) -> None:
+        """Kill every process the pipeline started, then send the pipeline ``then`` (``SIGKILL`` to end it
+        too, ``SIGCONT`` to let it go on). The pipeline is stopped first, then each process found, until a
+        fresh look finds no other: a stopped process starts none."""
+        with self._ending:
+            self._signal(signal.SIGSTOP)
+            stopped: dict[Process, None] = {}
+            for _ in range(MAX_STOP_ROUNDS):
+                found = [process for process in self._started_processes(0.0) if process not in stopped]
+                if not found:
+                    break
+                for process in found:
+                    signal_process(process, signal.SIGSTOP)
+                    stopped[process] = None
+            for process in stopped:
+                signal_process(process, signal.SIGKILL)
+            self._signal(then)
+
+    def _signal(self, number: signal.Signals) -> None:
+        """Send ``number`` to the pipeline process (through its pidfd while that is open; after that, only if
+        its pid still names it)."""
+        with self._lock:
+            if self._pidfd is not None:
+                try:
+                    signal.pidfd_send_signal(self._pidfd, number)
+                except OSError:
+                    pass
+                return
+        if self.exited.is_set():
+            return
+        if self._process is not None:
+            signal_process(self._process, number)
+            return
+        try:
+            os.kill(self.pid, number)
+        except OSError:
+            pass
+
+    def _check_tmp(self) -> None:
+        """During a call, at most every :data:`TMP_CHECK_INTERVAL_S`: kill the pipeline if ``tmp_dir`` holds
+        more than :data:`TMP_LIMIT_MB`."""
+        if self.tmp_dir is None or self.call_deadline is None or self.kill_reason is not None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if now - self._tmp_checked < TMP_CHECK_INTERVAL_S:
+                return
+            self._tmp_checked = now
+        if directory_bytes(self.tmp_dir) > TMP_LIMIT_MB * 2**20:
+            self.kill(KillReason.TMP_FULL)
+
+    def _remove_tmp_dir(self) -> None:
+        if self.tmp_dir is not None:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
     def _release(self) -> None:
-        """Let the process go: no signal will be sent to it any more, so its descriptors are closed now
-        (its exit, reported later or never, finds nothing left to close)."""
+        """Let the process go: its descriptors are closed now (its exit, reported later or never, finds
+        nothing left to close); a later signal goes by pid, checked against its start time."""
         self._close_pidfd()
         self._close_socket()
 
     def _close_pidfd(self) -> None:
-        pidfd, self._pidfd = self._pidfd, None
+        with self._lock:
+            pidfd, self._pidfd = self._pidfd, None
         if pidfd is not None:
             try:
                 os.close(pidfd)

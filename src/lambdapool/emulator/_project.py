@@ -32,6 +32,8 @@ DESCRIBE_TIMEOUT_S = 120
 LAMBDA_TZ = ":UTC"
 #: The module Chalice deploys ``app.py`` as: handlers are ``app.<name>``.
 APP_MODULE = "app"
+#: The variables that name the temporary directory (``tempfile`` reads them in this order).
+TMP_VARIABLES = ("TMPDIR", "TEMP", "TMP")
 
 
 def app_path(project_dir: str | Path) -> Path:
@@ -202,16 +204,21 @@ class Project:
         pipeline_id: str = "",
         aws_environment: Mapping[str, str] | None = None,
         cold_start_delay_ms: int = 0,
+        tmp_dir: str | Path | None = None,
     ) -> PipelineConfig:
         """The configuration of a pipeline serving ``spec`` (``None``: one that describes the project): the
         environment its Lambda function would get (the function's variables, ``aws_environment`` (the local
         AWS) on top, then Lambda's own: see :meth:`lambda_environment`), in the region that environment
-        names, else the one the emulator's own environment names, else us-east-1."""
+        names, else the one the emulator's own environment names, else us-east-1. ``tmp_dir`` stands for the
+        environment's private ``/tmp``: it is ``TMPDIR`` (and ``TMP``, ``TEMP``), whatever the function's
+        variables say, so ``tempfile`` uses it, in init code too."""
         environment = self.function_environment(spec.lambda_name) if spec is not None else {}
         environment.update(aws_environment or {})
         environment.setdefault("TZ", LAMBDA_TZ)
         environment.update(self.lambda_environment(spec, region_of(environment, os.environ)))
         environment["LAMBDAPOOL_STAGE"] = self.stage
+        if tmp_dir is not None:
+            environment.update(dict.fromkeys(TMP_VARIABLES, str(tmp_dir)))
         return PipelineConfig(
             mode=PipelineMode.SERVE if spec is not None else PipelineMode.DESCRIBE,
             project_dir=str(self.directory),
