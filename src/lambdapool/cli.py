@@ -76,6 +76,7 @@ def local(args: argparse.Namespace) -> int:
         task_retention=Retention(max_age_s=args.task_retention_hours * 3600, max_bytes=args.task_store_mb * 2**20),
         async_retry_delay_s=args.async_retry_delay_s,
         keep_warm_s=args.keep_warm_s,
+        freeze=not args.no_freeze,
     )
     # Ctrl-C and SIGTERM both stop cleanly; SIGINT is set explicitly because a shell starts background
     # jobs with it ignored, and Python keeps it ignored.
@@ -157,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="connections served at once; more are answered 503 Overloaded at once (half the descriptor limit, "
         "at most 1000)",
+    )
+    run_local.add_argument(
+        "--no-freeze",
+        action="store_true",
+        help="let idle pipelines run between calls (Lambda freezes them: background threads stop)",
     )
     run_local.add_argument(
         "--keep-warm-s",

@@ -118,3 +118,26 @@ def test_a_scale_to_zero_pool_keeps_its_last_pipeline_warm_then_retires_it(start
     assert second["apiContext"]["coldStart"] is False and second["response"] == first["response"]
     emulator.wait_for_pool("b", "zero", total=0)  # retired once idle for keep_warm_s
     assert emulator.run("b", "zero", {}).json()["apiContext"]["coldStart"] is True
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_idle_pipelines_are_frozen_between_calls_as_lambda_freezes_an_environment(start_emulator) -> None:
+    emulator = start_emulator(APPS / "behaviours")
+    status = emulator.wait_for_pool("b", "echo", idle=1, busy=0, starting=0)
+    pid = status["pipelines"]["processes"][0]["pid"]
+    wait_until(lambda: _state(pid) == "T")  # stopped: none of its threads runs while it is idle
+    for _ in range(3):
+        answer = emulator.run("b", "echo", {"x": 1})
+        assert answer.status_code == 200 and answer.json()["apiContext"]["pipelineId"] == "b-echo-1"
+        wait_until(lambda: _state(pid) == "T")
+
+
+def test_no_freeze_lets_idle_pipelines_run(start_emulator) -> None:
+    emulator = start_emulator(APPS / "behaviours", freeze=False)
+    status = emulator.wait_for_pool("b", "echo", idle=1, busy=0, starting=0)
+    assert emulator.run("b", "echo", {"x": 1}).status_code == 200
+    assert _state(status["pipelines"]["processes"][0]["pid"]) in ("S", "R")

@@ -93,6 +93,8 @@ class FakePipeline:
         self.ready = ready if ready is not None else {"op": "ready", "peakRssBytes": rss}
         self.start_gate = start_gate
         self.headers: list[dict[str, Any]] = []
+        self.frozen = False
+        self.freezes = 0
         self.reported_exits: list[int] = []
 
     def wait_ready(self, timeout_s: float) -> dict[str, Any]:
@@ -127,6 +129,13 @@ class FakePipeline:
 
     def alive(self) -> bool:
         return not self.killed.is_set()
+
+    def freeze(self) -> None:
+        self.frozen = True
+        self.freezes += 1
+
+    def thaw(self) -> None:
+        self.frozen = False
 
     def kill(self, reason: KillReason) -> None:
         if self.kill_reason is None:

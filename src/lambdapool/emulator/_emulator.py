@@ -64,6 +64,7 @@ class Emulator:
         task_retention: Retention | None = None,
         async_retry_delay_s: float = ASYNC_RETRY_DELAY_S,
         keep_warm_s: float = KEEP_WARM_S,
+        freeze: bool = True,
     ):
         self.project_dir = Path(project_dir).resolve()
         self.host = host
@@ -79,6 +80,7 @@ class Emulator:
         self.catalog = Catalog((), self._runtime_for)
         self.deliveries = Deliveries(async_retry_delay_s=async_retry_delay_s)
         self.keep_warm_s = keep_warm_s
+        self.freeze = freeze
         self.tasks: TaskRunner  # from start(): its store reads the state directory
         self.scheduler: Scheduler | None = None
         self._supervise_interval_s = supervise_interval_s
@@ -206,7 +208,7 @@ class Emulator:
                 pid, sock = forkserver.spawn(config)
             return Pipeline(label, pid, sock, tmp_dir)
 
-        return EndpointRuntime(spec, launch, keep_warm_s=self.keep_warm_s)
+        return EndpointRuntime(spec, launch, keep_warm_s=self.keep_warm_s, freeze=self.freeze)
 
     def _start_triggers(self) -> None:
         schedules, s3_triggers = [], []

@@ -126,6 +126,15 @@ class PipelineHandle(Protocol):
         """Whether the process can still take a call (not known to have ended). Cheap: one system call."""
         ...
 
+    def freeze(self) -> None:
+        """Stop the pipeline between calls (and the processes it started), as Lambda freezes an idle
+        execution environment: its background threads do not run until :meth:`thaw`."""
+        ...
+
+    def thaw(self) -> None:
+        """Let a frozen pipeline run again (before a call is sent to it)."""
+        ...
+
     def kill(self, reason: KillReason) -> None:
         """End the process now and remember why (the first reason given wins)."""
         ...
@@ -174,6 +183,7 @@ class Pipeline:
         #: Every process the pipeline started that was seen running (see :meth:`_started_processes`).
         self._started: set[Process] = set()
         self._tmp_checked = float("-inf")  # time.monotonic() of the last look at tmp_dir's size
+        self._frozen = False
 
     def wait_ready(self, timeout_s: float) -> dict[str, Any]:
         self._sock.settimeout(timeout_s)
@@ -264,6 +274,27 @@ class Pipeline:
             self._started.difference_update(known)
             self._started.update(found)
         return found
+
+    def freeze(self) -> None:
+        """Stops the pipeline (every thread of it) and the processes it is known to have started (the
+        supervisor finds them during calls; no ``/proc`` walk here, on every call's path)."""
+        with self._lock:
+            self._frozen = True
+            started = list(self._started)
+        self._signal(signal.SIGSTOP)
+        for process in started:
+            signal_process(process, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        with self._lock:
+            frozen, self._frozen = self._frozen, False
+        if not frozen:
+            return
+        with self._lock:
+            started = list(self._started)
+        for process in started:
+            signal_process(process, signal.SIGCONT)
+        self._signal(signal.SIGCONT)
 
     def _end_processes(self, then: signal.Signals) -> None:
         """Kill every process the pipeline started, then send the pipeline ``then`` (``SIGKILL`` to end it

@@ -50,10 +50,12 @@ class EndpointRuntime:
         *,
         start_timeout_s: float | None = None,
         keep_warm_s: float = 0.0,
+        freeze: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.spec = spec
         self.stats = EndpointStats()
+        self._freeze = freeze
         self._clock = clock
         self._starter = Starter(
             spec,
@@ -298,6 +300,8 @@ class EndpointRuntime:
         pool_id = ticket.pipeline_id
         with self._lock:
             pipeline = self._pipelines[pool_id]
+            if self._freeze:
+                pipeline.thaw()  # under the lock: a freeze for its previous call cannot come after
         if not pipeline.alive():
             with self._lock:
                 ticket.pipeline_id = None
@@ -354,6 +358,7 @@ class EndpointRuntime:
                 return
             if healthy and pipeline.kill_reason is None:
                 actions = self._core.done(pool_id, self._clock())
+                self._freeze_if_idle(pool_id, pipeline)
             else:
                 self._pipelines.pop(pool_id, None)
                 actions = self._core.lost(pool_id, self._clock())
@@ -423,7 +428,14 @@ class EndpointRuntime:
     def _ready(self, pool_id: int, pipeline: PipelineHandle) -> None:
         with self._lock:
             actions = self._core.ready(pool_id, self._clock())
+            self._freeze_if_idle(pool_id, pipeline)
         self._execute(actions)
+
+    def _freeze_if_idle(self, pool_id: int, pipeline: PipelineHandle) -> None:
+        """Freeze a pipeline the pool left idle (the caller holds the lock, so that no call is dispatched to
+        it in between: :meth:`_run_on` thaws it under the same lock)."""
+        if self._freeze and self._core.state_of(pool_id) is PipelineState.IDLE:
+            pipeline.freeze()
 
     def _not_ready(self, pool_id: int, error: LambdapoolError) -> None:
         with self._lock:
