@@ -58,6 +58,8 @@ class LambdapoolError(Exception):
 
     status: ClassVar[int] = 500
     error_type: ClassVar[str] = "InternalError"
+    #: set by the emulator on a function's error: the call's log, for ``LogType=Tail``
+    call_log: Any = None
 
     def __init__(self, message: str, detailed_message: str | None = None, *, retry_after_s: int | None = None):
         super().__init__(message)

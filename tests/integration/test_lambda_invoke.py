@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -194,3 +195,56 @@ def test_a_failing_event_invocation_is_tried_three_times_as_lambda_retries_it(be
     wait_until(lambda: behaviours.endpoint_status("b", "fail")["counters"]["failed"] == 3)
     counters = behaviours.endpoint_status("b", "fail")["counters"]
     assert (counters["calls"], counters["asyncRetries"]) == (3, 2)
+
+
+def _log_tail(answer: dict) -> str:
+    return base64.b64decode(answer["LogResult"]).decode()
+
+
+def test_log_type_tail_returns_the_calls_output_between_start_end_and_report(behaviours: Client) -> None:
+    client = lambda_client(behaviours)
+    answer = client.invoke(FunctionName="b-chatty", Payload=b'{"lines": 2}', LogType="Tail")
+    request_id = answer["ResponseMetadata"]["RequestId"]
+    log = _log_tail(answer)
+    lines = log.splitlines()
+    assert lines[0] == f"START RequestId: {request_id} Version: $LATEST"
+    assert lines[1:3] == [f"line 0 of {request_id}", f"line 1 of {request_id}"]
+    assert "logged through the context" in log and "to stderr" in lines
+    assert lines[-2] == f"END RequestId: {request_id}"
+    report = re.fullmatch(
+        rf"REPORT RequestId: {request_id}\tDuration: [0-9.]+ ms\tBilled Duration: \d+ ms\tMemory Size: 128 MB\t"
+        r"Max Memory Used: (\d+) MB\t(Init Duration: [0-9.]+ ms\t)?",
+        lines[-1],
+    )
+    assert report, lines[-1]
+    assert 5 <= int(report.group(1)) <= 128  # the pipeline's own resident memory, as Lambda measures it
+    # The next call's tail holds only its own output.
+    again = client.invoke(FunctionName="b-chatty", Payload=b'{"lines": 1}', LogType="Tail")
+    assert "line 1 of" not in _log_tail(again) and f"line 0 of {again['ResponseMetadata']['RequestId']}" in _log_tail(
+        again
+    )
+    # Without LogType the answer has no log.
+    assert "LogResult" not in client.invoke(FunctionName="b-chatty", Payload=b"{}")
+
+
+def test_log_type_tail_of_a_failed_call_has_its_output_and_the_error(behaviours: Client) -> None:
+    answer = lambda_client(behaviours).invoke(FunctionName="b-chatty", Payload=b'{"fail": true}', LogType="Tail")
+    assert answer["FunctionError"] == "Unhandled"
+    log = _log_tail(answer)
+    assert "line 0 of" in log and "[ERROR] KeyError: 'missing'" in log and "Traceback (most recent call last)" in log
+    assert log.splitlines()[-1].startswith("REPORT RequestId: ")
+
+
+def test_log_type_tail_keeps_the_last_4_kb_as_lambda_does(behaviours: Client) -> None:
+    answer = lambda_client(behaviours).invoke(FunctionName="b-chatty", Payload=b'{"lines": 500}', LogType="Tail")
+    log = _log_tail(answer)
+    assert len(log.encode()) <= 4096
+    assert "line 499 of" in log and "line 0 of" not in log and "START RequestId" not in log
+    assert log.splitlines()[-1].startswith("REPORT RequestId: ")
+
+
+def test_log_type_tail_of_a_call_killed_at_its_timeout_reports_its_duration(behaviours: Client) -> None:
+    answer = lambda_client(behaviours).invoke(FunctionName="b-hang", Payload=b"{}", LogType="Tail")
+    assert json.loads(answer["Payload"].read())["errorType"] == "Sandbox.Timedout"
+    duration = re.search(r"\tDuration: ([0-9.]+) ms", _log_tail(answer))
+    assert duration and float(duration.group(1)) >= 1000  # hang has timeout_s=1

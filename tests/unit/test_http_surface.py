@@ -762,14 +762,20 @@ def test_invoke_returns_the_result_under_every_name_of_the_function(surface: Sur
     assert answer.get_json() == {"x": 41, "y": 1}
 
 
-def test_invoke_with_log_type_tail_returns_the_report_line(surface: Surface) -> None:
+def test_invoke_with_log_type_tail_returns_start_end_and_report_with_init_duration_on_a_cold_start(
+    surface: Surface,
+) -> None:
     cold = surface.invoke("b-echo", b"{}", **{"X-Amz-Log-Type": "Tail"})
     warm = surface.invoke("b-echo", b"{}", **{"X-Amz-Log-Type": "Tail"})
-    report = r"REPORT RequestId: [0-9a-f-]{36}\tDuration: 0\.50 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\t"
-    assert re.fullmatch(
-        report + r"Init Duration: 250\.00 ms\t\n", base64.b64decode(cold.headers["X-Amz-Log-Result"]).decode()
+    tail = (
+        r"START RequestId: (?P<id>[0-9a-f-]{36}) Version: \$LATEST\nEND RequestId: (?P=id)\n"
+        r"REPORT RequestId: (?P=id)\tDuration: 0\.50 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\t"
+        r"Max Memory Used: 1 MB\t"
     )
-    assert re.fullmatch(report + r"\n", base64.b64decode(warm.headers["X-Amz-Log-Result"]).decode())
+    assert re.fullmatch(
+        tail + r"Init Duration: 250\.00 ms\t\n", base64.b64decode(cold.headers["X-Amz-Log-Result"]).decode()
+    )
+    assert re.fullmatch(tail + r"\n", base64.b64decode(warm.headers["X-Amz-Log-Result"]).decode())
     assert "X-Amz-Log-Result" not in surface.invoke("b-echo", b"{}").headers
 
 

@@ -29,6 +29,7 @@ class Ticket:
         "payload",
         "pipeline_id",
         "request_id",
+        "tail",
     )
 
     def __init__(
@@ -39,8 +40,10 @@ class Ticket:
         lambda_event: bool = False,
         payload: bytes = b"{}",
         may_queue: bool = True,
+        tail: bool = False,
     ):
         self.request_id = request_id
+        self.tail = tail
         self.lambda_event = lambda_event
         self.payload = payload
         self.may_queue = may_queue
@@ -53,13 +56,29 @@ class Ticket:
         self.on_start = on_start
 
 
+@dataclasses.dataclass(frozen=True)
+class CallLog:
+    """What ``LogType=Tail`` reports of a call: the function's output (its last 4 KB, when the call asked
+    for it), how long it ran and the pipeline's peak memory."""
+
+    output: str
+    execution_ms: float
+    peak_rss_bytes: int
+
+    @classmethod
+    def of(cls, reply: dict[str, Any]) -> CallLog:
+        return cls(str(reply.get("log", "")), float(reply.get("executionMs", 0.0)), int(reply.get("peakRssBytes", 0)))
+
+
 @dataclasses.dataclass
 class CallResult:
-    """A successful call: the result's JSON bytes and the envelope's ``timing`` and ``apiContext``."""
+    """A successful call: the result's JSON bytes, the envelope's ``timing`` and ``apiContext``, and the
+    call's :class:`CallLog`."""
 
     result: bytes
     timing: dict[str, float]
     api_context: dict[str, Any]
+    log: CallLog | None = None
 
     @classmethod
     def of(
@@ -90,6 +109,7 @@ class CallResult:
                 "pipelineId": pipeline_id,
                 "coldStart": ticket.cold,
             },
+            log=CallLog.of(reply),
         )
 
     def envelope(self) -> bytes:

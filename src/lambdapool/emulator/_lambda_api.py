@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,7 @@ from .._invocation import LOCAL_ACCOUNT_ID, parse_json
 from .._keys import is_authorized
 from .._model import ASYNC_PAYLOAD_LIMIT_BYTES
 from .._names import TASK_KEY
-from ._calls import CallResult
+from ._calls import CallLog
 from ._delivery import Delivery
 from ._requests import json_response, read_body
 from ._runtime import EndpointRuntime
@@ -94,16 +95,33 @@ def lambda_arguments(runtime: EndpointRuntime, payload: Any) -> dict[str, Any]:
     return runtime.spec.parameters.bind(payload)
 
 
-def report_line(runtime: EndpointRuntime, request_id: str, result: CallResult) -> str:
-    """Lambda's ``REPORT`` log line for a call (what ``LogType=Tail`` returns), with ``Init Duration`` on a
-    cold start, so that callers can read cold starts the same way from the emulator and from AWS."""
-    line = (
-        f"REPORT RequestId: {request_id}\tDuration: {result.timing['execution']:.2f} ms\t"
-        f"Billed Duration: {math.ceil(result.timing['execution'])} ms\tMemory Size: {runtime.spec.memory_mb} MB"
+#: ``LogType=Tail`` returns the last 4 KB of the invocation's log.
+LOG_TAIL_BYTES = 4096
+
+
+def log_tail(
+    runtime: EndpointRuntime, request_id: str, log: CallLog | None, elapsed_ms: float, init_ms: float | None
+) -> str:
+    """What ``LogType=Tail`` returns for a call, as Lambda writes it: ``START``, the function's output, ``END``
+    and ``REPORT`` (``Max Memory Used`` when the pipeline reported it, ``Init Duration`` on a cold start, so
+    that callers read cold starts the same way from the emulator and from AWS), cut to the last 4 KB.
+
+    ``log`` is what the pipeline reported (none when it died or was killed in the call: then the duration
+    is ``elapsed_ms``, the call's time as the Invoke API saw it)."""
+    duration_ms = log.execution_ms if log is not None else elapsed_ms
+    report = (
+        f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+        f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {runtime.spec.memory_mb} MB\t"
     )
-    if result.api_context["coldStart"]:
-        line += f"\tInit Duration: {result.timing['coldStart']:.2f} ms"
-    return line + "\t\n"
+    if log is not None and log.peak_rss_bytes:
+        report += f"Max Memory Used: {math.ceil(log.peak_rss_bytes / 2**20)} MB\t"
+    if init_ms is not None:
+        report += f"Init Duration: {init_ms:.2f} ms\t"
+    output = log.output if log is not None else ""
+    if output and not output.endswith("\n"):
+        output += "\n"
+    text = f"START RequestId: {request_id} Version: $LATEST\n{output}END RequestId: {request_id}\n{report}\n"
+    return text.encode()[-LOG_TAIL_BYTES:].decode("utf-8", "ignore")
 
 
 def function_error_payload(error: LambdapoolError, request_id: str, runtime: EndpointRuntime) -> dict[str, Any]:
@@ -188,9 +206,11 @@ def invoke(host: Host, request: Request, function_name: str) -> Response:
         except BadRequest as error:  # as on Lambda: accepted, then failed in the function
             failed(error)
         return Response(status=202, headers=headers)
+    tail = request.headers.get("X-Amz-Log-Type") == "Tail"
+    started = time.perf_counter()
     try:
         arguments = lambda_arguments(runtime, payload)
-        result = runtime.call(arguments, may_queue=False, request_id=request_id, lambda_event=True)
+        result = runtime.call(arguments, may_queue=False, request_id=request_id, lambda_event=True, tail=tail)
     except QueueFull:
         return lambda_error(
             429,
@@ -200,11 +220,16 @@ def invoke(host: Host, request: Request, function_name: str) -> Response:
             Reason="ReservedFunctionConcurrentInvocationLimitExceeded",
         )
     except LambdapoolError as error:
-        body = function_error_payload(error, request_id, runtime)
-        return json_response(body, 200, {**headers, "X-Amz-Function-Error": "Unhandled"})
-    if request.headers.get("X-Amz-Log-Type") == "Tail":
-        log_tail = report_line(runtime, request_id, result).encode()
-        headers["X-Amz-Log-Result"] = base64.b64encode(log_tail).decode()
+        headers["X-Amz-Function-Error"] = "Unhandled"
+        if tail:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            text = log_tail(runtime, request_id, error.call_log, elapsed_ms, None)
+            headers["X-Amz-Log-Result"] = base64.b64encode(text.encode()).decode()
+        return json_response(function_error_payload(error, request_id, runtime), 200, headers)
+    if tail:
+        init_ms = result.timing["coldStart"] if result.api_context["coldStart"] else None
+        text = log_tail(runtime, request_id, result.log, result.timing["execution"], init_ms)
+        headers["X-Amz-Log-Result"] = base64.b64encode(text.encode()).decode()
     return json_response(result.result, 200, headers)
 
 

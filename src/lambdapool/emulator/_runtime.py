@@ -25,7 +25,7 @@ from .._errors import (
     error_from_body,
 )
 from .._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec
-from ._calls import CallResult, Ticket, rejection
+from ._calls import CallLog, CallResult, Ticket, rejection
 from ._metrics import Counter, EndpointStats, endpoint_status
 from ._pipeline import KillReason, PipelineHandle, ending
 from ._pool import Action, Dispatch, Fail, PipelineState, PoolCore, PoolSnapshot, Reject, RejectReason, Retire, Start
@@ -96,6 +96,7 @@ class EndpointRuntime:
         on_start: Callable[[], object] | None = None,
         cancelled: Callable[[], bool] | None = None,
         lambda_event: bool = False,
+        tail: bool = False,
     ) -> CallResult:
         """Run one call with bound ``arguments`` through the pool and wait for it; raises a
         :class:`LambdapoolError`.
@@ -104,7 +105,9 @@ class EndpointRuntime:
         that finds ``ceil`` pipelines busy is rejected at once (:class:`QueueFull`), as Lambda throttles.
         ``request_id`` names the call for :meth:`cancel`; ``on_start`` is called once it has a pipeline;
         ``cancelled`` is asked once the call is registered, so that a cancel that came before it is not lost.
-        ``lambda_event`` marks an event of the Lambda Invoke API (the only calls that may carry a task).
+        ``lambda_event`` marks an event of the Lambda Invoke API (the only calls that may carry a task);
+        ``tail`` asks the pipeline for the call's output (``LogType=Tail``: in :attr:`CallResult.log`, or in
+        the error's ``call_log``).
         """
         ticket = self.enter(
             arguments,
@@ -114,6 +117,7 @@ class EndpointRuntime:
             on_start=on_start,
             cancelled=cancelled,
             lambda_event=lambda_event,
+            tail=tail,
         )
         return self.complete(ticket)
 
@@ -127,13 +131,14 @@ class EndpointRuntime:
         on_start: Callable[[], object] | None = None,
         cancelled: Callable[[], bool] | None = None,
         lambda_event: bool = False,
+        tail: bool = False,
     ) -> Ticket:
         """The first half of :meth:`call`, which never waits: the call takes its place in the pool (a pipeline,
         one starting for it, or the queue), in the order calls enter. Raises what the pool answers at once
         (with ``may_queue`` false, :class:`QueueFull`). :meth:`complete` must follow."""
         request_id = request_id or f"{self._id_prefix}-{next(self._request_numbers)}"
         data = payload if payload is not None else json.dumps(arguments).encode()
-        ticket = Ticket(request_id, self._clock(), on_start, lambda_event, data, may_queue)
+        ticket = Ticket(request_id, self._clock(), on_start, lambda_event, data, may_queue, tail)
         self.stats.count(Counter.CALLS)
         try:
             with self._lock:
@@ -312,6 +317,8 @@ class EndpointRuntime:
         header = {"op": "call", "requestId": ticket.request_id, "timeoutS": self.spec.timeout_s, "cold": ticket.cold}
         if ticket.lambda_event:
             header["lambdaEvent"] = True
+        if ticket.tail:
+            header["tail"] = True
         if ticket.cold:
             self.stats.count(Counter.COLD_STARTS)
         healthy = True  # until the call is sent, the pipeline is untouched
@@ -330,9 +337,12 @@ class EndpointRuntime:
                 raise self._death_error(pipeline)
             if reply["op"] == "result" and len(result) > SYNC_PAYLOAD_LIMIT_BYTES:  # what Lambda refuses
                 healthy = True
-                raise ResponseSizeTooLarge.over(len(result), SYNC_PAYLOAD_LIMIT_BYTES)
+                too_large = ResponseSizeTooLarge.over(len(result), SYNC_PAYLOAD_LIMIT_BYTES)
+                too_large.call_log = CallLog.of(reply)
+                raise too_large
             if reply["op"] == "error":
                 error = error_from_body(reply["error"], reply.get("retryAfterS"))
+                error.call_log = CallLog.of(reply)
                 if isinstance(error, OutOfMemory):  # MemoryError in the function: the pipeline exits
                     self.stats.count(Counter.OUT_OF_MEMORY)
                     raise error

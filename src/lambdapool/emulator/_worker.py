@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 import traceback
-from typing import Any
+from typing import Any, TextIO
 
 from .._errors import ChannelClosed, FunctionError, LambdapoolError, OutOfMemory
 from .._invocation import InvocationContext, LambdaFunction, call_endpoint, call_trigger, encode_result
@@ -31,6 +31,64 @@ from ._wire import FrameReader, send_frame
 def peak_rss_bytes() -> int:
     """This process's peak resident memory so far (``ru_maxrss``: one cheap system call per call)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
+#: How much of a call's output a pipeline keeps for ``LogType=Tail`` (Lambda returns the last 4 KB of the log).
+LOG_TAIL_CHARS = 4096
+
+
+class OutputTee:
+    """A text stream that writes through to the pipeline's own stdout or stderr and, while a call asked for
+    its log (``LogType=Tail``), keeps the last :data:`LOG_TAIL_CHARS` of what the function wrote.
+
+    It captures what Python code writes (``print``, ``logging``, ``sys.stderr``); output a subprocess or a C
+    library writes to the file descriptors directly reaches the terminal but not the tail."""
+
+    def __init__(self, stream: TextIO, sink: list[str] | None = None):
+        self._stream = stream
+        self.sink = sink
+
+    def write(self, text: str) -> int:
+        if self.sink is not None:
+            self.sink.append(text)
+            if len(self.sink) > 64:  # keep the sink short: join what it holds and keep the tail
+                self.sink[:] = ["".join(self.sink)[-LOG_TAIL_CHARS:]]
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class CallOutput:
+    """The pipeline's stdout and stderr tees, and the call output they capture when asked."""
+
+    def __init__(self) -> None:
+        self._sink: list[str] = []
+        self._tees = [OutputTee(sys.stdout), OutputTee(sys.stderr)]
+        sys.stdout, sys.stderr = self._tees
+
+    def start(self) -> None:
+        self._sink.clear()
+        for tee in self._tees:
+            tee.sink = self._sink
+
+    def take(self) -> str:
+        """What the call wrote since :meth:`start` (its last :data:`LOG_TAIL_CHARS`); stops capturing."""
+        for tee in self._tees:
+            tee.flush()
+            tee.sink = None
+        return "".join(self._sink)[-LOG_TAIL_CHARS:]
+
+
+def _error_log(reply: dict[str, Any]) -> str:
+    """The lines Lambda's runtime logs for an unhandled error (none for a result)."""
+    if reply["op"] != "error":
+        return ""
+    failure = reply["error"]
+    lines = f"[ERROR] {failure['errorType']}: {failure['message']}\n"
+    if failure["detailedMessage"] != failure["message"]:
+        lines += failure["detailedMessage"].rstrip("\n") + "\n"
+    return lines
 
 
 def _find_endpoint(services: list[Service], service_id: str, endpoint_id: str) -> Endpoint:
@@ -58,6 +116,7 @@ def run(sock: socket.socket, config: PipelineConfig) -> int:
     os.environ.update(config.environment)
     time.tzset()  # forked from a process that has read its time zone already: take the pipeline's (Lambda's) TZ
     os.chdir(config.project_dir)
+    output = CallOutput()  # before logging is configured, so that its handler writes through the tee
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s %(message)s")
     if config.cold_start_delay_ms:
@@ -73,7 +132,7 @@ def run(sock: socket.socket, config: PipelineConfig) -> int:
         return 1
     init_ms = (time.perf_counter() - started) * 1000
     send_frame(sock, {"op": "ready", "pid": os.getpid(), "initMs": init_ms, "peakRssBytes": peak_rss_bytes()})
-    return _serve(sock, endpoint, config)
+    return _serve(sock, endpoint, config, output)
 
 
 def _call(endpoint: Endpoint, payload: bytes, context: InvocationContext, lambda_event: bool) -> bytes:
@@ -88,7 +147,7 @@ def _call(endpoint: Endpoint, payload: bytes, context: InvocationContext, lambda
     return call_endpoint(endpoint, arguments, context)
 
 
-def _serve(sock: socket.socket, endpoint: Endpoint, config: PipelineConfig) -> int:
+def _serve(sock: socket.socket, endpoint: Endpoint, config: PipelineConfig, output: CallOutput) -> int:
     folders = [os.path.join(config.project_dir, folder) for folder in endpoint.folders]
     # what the pipeline was started with, not os.environ, which init code may have changed
     function = LambdaFunction.from_environment(config.environment, endpoint.lambda_name, endpoint.memory_mb)
@@ -110,6 +169,9 @@ def _serve(sock: socket.socket, endpoint: Endpoint, config: PipelineConfig) -> i
             folders=folders,
             function=function,
         )
+        tail = bool(header.get("tail"))
+        if tail:
+            output.start()
         started = time.perf_counter()
         result = b""
         exit_after = False
@@ -130,6 +192,8 @@ def _serve(sock: socket.socket, endpoint: Endpoint, config: PipelineConfig) -> i
             reply = {"op": "error", "error": error.to_body()}
         reply["executionMs"] = (time.perf_counter() - started) * 1000
         reply["peakRssBytes"] = peak_rss_bytes()
+        if tail:
+            reply["log"] = (output.take() + _error_log(reply))[-LOG_TAIL_CHARS:]
         sys.stdout.flush()
         send_frame(sock, reply, result)
         if exit_after:

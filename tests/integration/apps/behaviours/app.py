@@ -72,6 +72,17 @@ def fail(message: str = "boom"):
 
 
 @svc.function(pool=Pool(floor=1, ceil=1, cruise=1, queue=4))
+def chatty(lines: int = 1, fail: bool = False, context=None):
+    for number in range(lines):
+        print(f"line {number} of {context.aws_request_id}")
+    context.logger.warning("logged through the context")
+    sys.stderr.write("to stderr\n")
+    if fail:
+        raise KeyError("missing")
+    return lines
+
+
+@svc.function(pool=Pool(floor=1, ceil=1, cruise=1, queue=4))
 def hard_exit(code: int = 3):
     os._exit(code)
 
