@@ -77,6 +77,7 @@ def local(args: argparse.Namespace) -> int:
         async_retry_delay_s=args.async_retry_delay_s,
         keep_warm_s=args.keep_warm_s,
         freeze=not args.no_freeze,
+        fast_cold_starts=args.fast_cold_starts,
     )
     # Ctrl-C and SIGTERM both stop cleanly; SIGINT is set explicitly because a shell starts background
     # jobs with it ignored, and Python keeps it ignored.
@@ -158,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="connections served at once; more are answered 503 Overloaded at once (half the descriptor limit, "
         "at most 1000)",
+    )
+    run_local.add_argument(
+        "--fast-cold-starts",
+        action="store_true",
+        help="do not add to cold starts what a fresh interpreter spends starting and importing the app's "
+        "libraries, which the fork server preloads (faster test suites; Lambda's Init pays for them)",
     )
     run_local.add_argument(
         "--no-freeze",

@@ -78,6 +78,7 @@ def start_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
         options.setdefault("state_dir", tmp_path_factory.mktemp("state"))
         options.setdefault("aws", "none")  # tests that need the local AWS ask for aws="moto"
         options.setdefault("async_retry_delay_s", 0.05)  # Lambda's minutes of retry delays, scaled down
+        options.setdefault("fast_cold_starts", True)  # the cold-start conformance tests turn it off
         emulator = Emulator(project_dir, port=0, **options)
         emulator.start()
         started.append(emulator)

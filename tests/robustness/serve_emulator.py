@@ -19,7 +19,9 @@ def main() -> None:
     project_dir, state_dir = sys.argv[1], sys.argv[2]
     # Lambda's retries of failed asynchronous work (1 and 2 minutes) scaled down, as the integration tests do:
     # a retry still pending would hold the retry thread past the resource checks.
-    emulator = Emulator(project_dir, port=0, state_dir=state_dir, aws="none", async_retry_delay_s=0.05)
+    emulator = Emulator(
+        project_dir, port=0, state_dir=state_dir, aws="none", async_retry_delay_s=0.05, fast_cold_starts=True
+    )
     emulator.start()
     try:
         emulator.serve_in_thread()

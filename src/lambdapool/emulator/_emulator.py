@@ -40,8 +40,11 @@ KEEP_WARM_S = 300.0
 class Emulator:
     """Serve ``project_dir``'s function endpoints on ``host:port`` (``port=0`` picks a free port).
 
-    ``cold_start_delay_ms`` adds an emulated provider overhead to every pipeline start; submitted tasks are
-    kept in ``state_dir`` (default ``PROJECT_DIR/.lambdapool``); ``aws`` is ``moto`` (a local AWS on moto's
+    ``cold_start_delay_ms`` adds an emulated provider overhead to every pipeline start, and each start also
+    waits what a fresh interpreter spends starting and importing the libraries the fork server preloaded
+    (Lambda's Init pays for them; measured as the fork server's own start), unless ``fast_cold_starts``;
+    ``freeze`` stops idle pipelines between calls; submitted tasks are kept in ``state_dir`` (default
+    ``PROJECT_DIR/.lambdapool``); ``aws`` is ``moto`` (a local AWS on moto's
     server, whose address pipelines get), ``real`` or ``none``;
     ``supervise_interval_s`` is how often running calls are checked against ``timeout_s`` and pipelines'
     resident memory against ``memory_mb`` (a pipeline's peak memory is also checked after every call).
@@ -65,6 +68,7 @@ class Emulator:
         async_retry_delay_s: float = ASYNC_RETRY_DELAY_S,
         keep_warm_s: float = KEEP_WARM_S,
         freeze: bool = True,
+        fast_cold_starts: bool = False,
     ):
         self.project_dir = Path(project_dir).resolve()
         self.host = host
@@ -81,6 +85,7 @@ class Emulator:
         self.deliveries = Deliveries(async_retry_delay_s=async_retry_delay_s)
         self.keep_warm_s = keep_warm_s
         self.freeze = freeze
+        self.fast_cold_starts = fast_cold_starts
         self.tasks: TaskRunner  # from start(): its store reads the state directory
         self.scheduler: Scheduler | None = None
         self._supervise_interval_s = supervise_interval_s
@@ -181,8 +186,11 @@ class Emulator:
         next_fire = self.scheduler.next_fire if self.scheduler is not None else {}
         forkserver = self._forkserver
         fork_server = {"pid": None, "restarts": 0}
+        cold_starts: dict[str, Any] = {"fast": self.fast_cold_starts, "delayMs": self.cold_start_delay_ms}
         if forkserver is not None:
             fork_server = {"pid": forkserver.pid, "restarts": forkserver.restarts}
+            cold_starts["freshStartMs"] = round(forkserver.startup_ms, 3)
+            cold_starts["addedMs"] = self._cold_start_delay_ms(forkserver)
         return {
             "project": str(self.project_dir),
             "aws": self.aws_address(),
@@ -191,6 +199,8 @@ class Emulator:
             "stage": self.stage,
             "forkServerPid": fork_server["pid"],  # what "forkServer" says, under its former key
             "forkServer": fork_server,
+            # what a fresh interpreter spends starting with the preloaded libraries, and what each cold start adds
+            "coldStarts": cold_starts,
             "services": self.catalog.status(lambda runtime: {"asyncQueue": {"depth": self.deliveries.depth(runtime)}}),
         }
 
@@ -203,12 +213,19 @@ class Emulator:
                 raise RuntimeError("the emulator is stopped")
             with new_tmp_dir(self.state_dir, label) as tmp_dir:  # Lambda's /tmp: private, empty at first
                 config = self.project.pipeline_config(
-                    spec, label, self.aws.environment(), self.cold_start_delay_ms, tmp_dir=tmp_dir
+                    spec, label, self.aws.environment(), self._cold_start_delay_ms(forkserver), tmp_dir=tmp_dir
                 )
                 pid, sock = forkserver.spawn(config)
             return Pipeline(label, pid, sock, tmp_dir)
 
         return EndpointRuntime(spec, launch, keep_warm_s=self.keep_warm_s, freeze=self.freeze)
+
+    def _cold_start_delay_ms(self, forkserver: ForkServer) -> int:
+        """What a pipeline start waits on top of its own init: ``cold_start_delay_ms`` and, unless
+        ``fast_cold_starts``, what the fork server took to start (a fresh interpreter importing the app's
+        libraries, which a forked pipeline skips), so that the cold start is what Lambda's Init would be."""
+        fresh_ms = 0 if self.fast_cold_starts else round(forkserver.startup_ms)
+        return self.cold_start_delay_ms + fresh_ms
 
     def _start_triggers(self) -> None:
         schedules, s3_triggers = [], []

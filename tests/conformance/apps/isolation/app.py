@@ -81,9 +81,11 @@ def child_hog(record: str, megabytes: int = 300):
 
 
 @svc.function(pool=ONE, memory_mb=128)
-def forks(children: int = 8, hold_s: float = 1.0):
-    """Fork ``children`` that share the pipeline's memory and sleep ``hold_s``; answers what their resident
-    memory adds up to, the pipeline's included (what counting each process's resident memory would say)."""
+def forks(children: int = 8, hold_s: float = 1.0, ballast_mb: int = 48):
+    """Fork ``children`` that share the pipeline's memory (``ballast_mb`` of it written, so resident) and
+    sleep ``hold_s``; answers what their resident memory adds up to, the pipeline's included (what counting
+    each process's resident memory would say)."""
+    ballast = bytearray(b"\x01") * (ballast_mb * 2**20)
     pids = []
     for _ in range(children):
         pid = os.fork()
@@ -98,7 +100,7 @@ def forks(children: int = 8, hold_s: float = 1.0):
             resident += int(statm.read().split()[1]) * page
     for pid in pids:
         os.waitpid(pid, 0)
-    return {"residentSum": resident}
+    return {"residentSum": resident, "ballast": len(ballast)}
 
 
 @svc.function(pool=ONE)
