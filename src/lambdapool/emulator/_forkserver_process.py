@@ -70,6 +70,7 @@ def _child(control: socket.socket, wakeup_r: int, fd: int, config: dict[str, Any
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         control.close()
         os.close(wakeup_r)
+        os.setsid()  # a session of its own: what it starts stays in it when the pipeline dies (see session_members)
         _die_with_parent()
         from . import _worker
 

@@ -36,6 +36,7 @@ from ._processes import (
     read_private_bytes,
     read_rss_bytes,
     read_stat,
+    session_members,
     signal_process,
 )
 from ._wire import FrameReader, send_frame
@@ -304,7 +305,8 @@ class Pipeline:
             self._signal(signal.SIGSTOP)
             stopped: dict[Process, None] = {}
             for _ in range(MAX_STOP_ROUNDS):
-                found = [process for process in self._started_processes(0.0) if process not in stopped]
+                candidates = self._started_processes(0.0) + session_members(self.pid)
+                found = [process for process in dict.fromkeys(candidates) if process not in stopped]
                 if not found:
                     break
                 for process in found:

@@ -179,6 +179,26 @@ def descendants(processes: _LiveProcesses | _ScannedProcesses, roots: Iterable[P
     return found
 
 
+def session_members(session_id: int) -> list[Process]:
+    """The running processes of session ``session_id`` but its leader: what a pipeline (a session leader)
+    started, even those that left its tree because their parent ended first, unless they made a session of
+    their own. One walk of ``/proc``: for when a pipeline ends, not for every call. Linux gives no new
+    process the pid of a session that still has members, so the id cannot name someone else's session."""
+    found: list[Process] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == session_id:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                data = stat.read()
+            fields = data[data.rindex(b")") + 2 :].split()
+            if int(fields[3]) == session_id and fields[0] not in (b"Z", b"X"):
+                found.append((int(entry.name), int(fields[19])))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def signal_process(process: Process, number: signal.Signals) -> None:
     """Send signal ``number`` to ``process`` if it still runs (not to a later process given its pid)."""
     pid = process[0]
