@@ -288,10 +288,9 @@ class Pipeline:
 
     def thaw(self) -> None:
         with self._lock:
-            frozen, self._frozen = self._frozen, False
-        if not frozen:
-            return
-        with self._lock:
+            if not self._frozen:
+                return
+            self._frozen = False
             started = list(self._started)
         for process in started:
             signal_process(process, signal.SIGCONT)

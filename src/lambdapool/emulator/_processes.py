@@ -66,6 +66,8 @@ class ProcessStat(NamedTuple):
     start_ticks: int
     #: ``R``, ``S``, ``T`` (stopped), ``Z`` (a zombie: ended, not yet reaped)...
     state: str
+    #: The session the process belongs to (its leader's pid).
+    session: int = 0
 
 
 #: A process: its pid and :attr:`ProcessStat.start_ticks`.
@@ -73,7 +75,7 @@ Process = tuple[int, int]
 
 
 def read_stat(pid: int) -> ProcessStat | None:
-    """``pid``'s parent, start time and state, or ``None`` if there is no such process."""
+    """``pid``'s parent, start time, state and session, or ``None`` if there is no such process."""
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except OSError:
@@ -81,7 +83,7 @@ def read_stat(pid: int) -> ProcessStat | None:
     try:
         data = os.read(fd, 4096)
         fields = data[data.rindex(b")") + 2 :].split()  # the command name, in parentheses, may hold anything
-        return ProcessStat(int(fields[1]), int(fields[19]), fields[0].decode())
+        return ProcessStat(int(fields[1]), int(fields[19]), fields[0].decode(), int(fields[3]))
     except (OSError, ValueError, IndexError):
         return None
     finally:
@@ -185,17 +187,12 @@ def session_members(session_id: int) -> list[Process]:
     their own. One walk of ``/proc``: for when a pipeline ends, not for every call. Linux gives no new
     process the pid of a session that still has members, so the id cannot name someone else's session."""
     found: list[Process] = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == session_id:
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == session_id:
             continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                data = stat.read()
-            fields = data[data.rindex(b")") + 2 :].split()
-            if int(fields[3]) == session_id and fields[0] not in (b"Z", b"X"):
-                found.append((int(entry.name), int(fields[19])))
-        except (OSError, ValueError, IndexError):
-            continue
+        stat = read_stat(int(name))
+        if stat is not None and stat.session == session_id and is_running(stat, (int(name), stat.start_ticks)):
+            found.append((int(name), stat.start_ticks))
     return found
 
 
