@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._forward import QUALIFIER_VARIABLE
+from ._gateway import API_GATEWAY_TIMEOUT_S
 from ._model import EndpointSpec
 from ._names import check_deployed_name, deployed_name
 from .emulator._forkserver import ForkServer
@@ -26,19 +27,19 @@ from .emulator._project import Project, describe_project
 
 #: The package's host-side modules; with the ``emulator`` package, all that is not vendored.
 HOST_MODULES = frozenset({"cli.py", "testing.py", "_deploy.py"})
-#: API Gateway's integration timeout: a synchronous route cannot run longer, whatever the function's timeout.
-API_GATEWAY_LIMIT_S = 29
 ZIPPED_LIMIT_BYTES = 50 * 2**20
 
 
-def route_timeout_warnings(specs: Iterable[EndpointSpec]) -> list[str]:
+def route_timeout_warnings(
+    specs: Iterable[EndpointSpec], gateway_timeout_s: float = API_GATEWAY_TIMEOUT_S
+) -> list[str]:
     """A warning for every endpoint whose ``timeout_s`` its run route can never use (API Gateway ends every
-    route at 29 s): ``lambdapool config`` and ``lambdapool local`` print them."""
+    route at ``gateway_timeout_s``): ``lambdapool config`` and ``lambdapool local`` print them."""
     return [
         f"warning: {spec.service_id}/{spec.endpoint_id} has timeout_s={spec.timeout_s}, but API Gateway ends "
-        f"every route at {API_GATEWAY_LIMIT_S} s: call it through /submit, or lower timeout_s"
+        f"every route at {gateway_timeout_s:g} s: call it through /submit, or lower timeout_s"
         for spec in specs
-        if spec.trigger is None and spec.timeout_s > API_GATEWAY_LIMIT_S
+        if spec.trigger is None and spec.timeout_s > gateway_timeout_s
     ]
 
 

@@ -180,6 +180,17 @@ class PayloadTooLarge(LambdapoolError):
             "data through S3 and send its key instead",
         )
 
+    @classmethod
+    def encoded_event(cls, event_bytes: int, body_bytes: int, limit_bytes: int) -> PayloadTooLarge:
+        """A body of ``body_bytes`` whose API Gateway proxy event is ``event_bytes``, over Lambda's limit."""
+        return cls(
+            f"request body ({body_bytes} bytes) makes an API Gateway event of {event_bytes} bytes, over the "
+            f"{limit_bytes}-byte limit",
+            "API Gateway passes the body to the API handler inside a JSON event (escaped, or base64 for binary "
+            f"types), and Lambda refuses events over {limit_bytes} bytes; pass large data through S3 and send "
+            "its key instead",
+        )
+
 
 class QueueFull(LambdapoolError):
     """``ceil`` pipelines are busy and ``queue`` requests already wait. Raised by the pool."""
@@ -249,6 +260,17 @@ class ResponseSizeTooLarge(LambdapoolError):
         return cls(
             f"Response payload size ({size_bytes} bytes) exceeded maximum allowed payload size ({limit_bytes} bytes).",
             "Lambda refuses a response over 6 MB: return a reference (an S3 key) to large results instead",
+        )
+
+    @classmethod
+    def encoded_response(cls, response_bytes: int, body_bytes: int, limit_bytes: int) -> ResponseSizeTooLarge:
+        """A route's answer of ``body_bytes`` whose API handler response is ``response_bytes`` once encoded."""
+        return cls(
+            f"Response payload size ({response_bytes} bytes) exceeded maximum allowed payload size "
+            f"({limit_bytes} bytes).",
+            f"the route's body ({body_bytes} bytes) is escaped into the API handler's JSON response for API "
+            f"Gateway, which makes it {response_bytes} bytes, over Lambda's 6 MB limit (deployed, API Gateway "
+            "answers 502 for it): return a reference (an S3 key) to large results instead",
         )
 
 

@@ -32,8 +32,11 @@ LAMBDA_MEMORY_MB_RANGE = (128, 10240)
 #: Lambda's limits on an asynchronous invocation's retries and maximum age (its event invoke config).
 ASYNC_RETRIES_RANGE = (0, 2)
 MAX_EVENT_AGE_S_RANGE = (60, 21600)
-#: Lambda's limit on a synchronous request (and response) payload: the limit on request bodies.
+#: Lambda's limit on a synchronous request payload (6 MB): the limit on request bodies.
 SYNC_PAYLOAD_LIMIT_BYTES = 6 * 2**20
+#: Lambda's limit on a synchronous response: documented as 6 MB too, enforced 100 bytes above it (Lambda's
+#: own ``Function.ResponseSizeTooLarge`` message names "maximum allowed payload size (6291556 bytes)").
+SYNC_RESPONSE_LIMIT_BYTES = SYNC_PAYLOAD_LIMIT_BYTES + 100
 #: Lambda's limit on an asynchronous invocation's payload (``Event``, and so ``/submit``).
 ASYNC_PAYLOAD_LIMIT_BYTES = 2**20
 

@@ -39,9 +39,17 @@ from ._errors import (
     ResponseSizeTooLarge,
 )
 from ._forward import forward, forwarding_enabled, function_name, lambda_client, ms, on_lambda
+from ._gateway import check_event, check_response
 from ._invocation import InvocationContext, LambdaFunction, call_endpoint, call_trigger, parse_body
 from ._keys import check_api_key
-from ._model import ASYNC_PAYLOAD_LIMIT_BYTES, SYNC_PAYLOAD_LIMIT_BYTES, Endpoint, EndpointSpec, Service
+from ._model import (
+    ASYNC_PAYLOAD_LIMIT_BYTES,
+    SYNC_PAYLOAD_LIMIT_BYTES,
+    SYNC_RESPONSE_LIMIT_BYTES,
+    Endpoint,
+    EndpointSpec,
+    Service,
+)
 from ._names import TASK_KEY, check_deployed_name, run_path, submit_path
 from ._tasks import (
     MemoryTaskStore,
@@ -60,6 +68,7 @@ __all__ = ["handler_name", "mount", "mounted_services", "trigger_event"]
 TASK_PATH = "/public/api/v1/tasks/{task_id}"
 # Chalice requires one binary-ness per route: these are the textual types a JSON body arrives with.
 _ANY_CONTENT = ["application/json", "text/plain", "application/x-www-form-urlencoded"]
+_JSON_HEADERS = {"Content-Type": "application/json"}
 _LOCAL_TASKS = MemoryTaskStore()
 _MOUNTS: weakref.WeakKeyDictionary[Any, tuple[Service, ...]] = weakref.WeakKeyDictionary()
 
@@ -317,11 +326,17 @@ def _arguments(
     if len(raw) > limit_bytes:
         asynchronous = limit_bytes == ASYNC_PAYLOAD_LIMIT_BYTES
         raise PayloadTooLarge.over_limit(limit_bytes, len(raw), asynchronous=asynchronous)
+    if request is not None and not on_lambda():  # deployed, a request over the limit never gets here
+        params = request.query_params
+        query = {name: params.getlist(name) for name in params} if params is not None else None
+        path = request.context.get("path") or request.context.get("resourcePath", "")
+        body = raw if isinstance(raw, bytes) else raw.encode()
+        check_event(request.method, path, request.headers, body, query=query, binary_types=app.api.binary_types)
     return endpoint.parameters.bind(parse_body(raw))
 
 
 def _json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(body=body, status_code=status, headers={"Content-Type": "application/json", **(headers or {})})
+    return Response(body=body, status_code=status, headers={**_JSON_HEADERS, **(headers or {})})
 
 
 def _answer(view: Callable[..., Response]) -> Callable[..., Response]:
@@ -349,8 +364,8 @@ def _register_routes(blueprint: Blueprint, app: Chalice, service: Service, endpo
             invocation = _local_context(endpoint, cold.take())
             executed = time.perf_counter()
             encoded = call_endpoint(endpoint, arguments, invocation)
-            if len(encoded) > SYNC_PAYLOAD_LIMIT_BYTES:  # Lambda would refuse it: so does chalice local
-                raise ResponseSizeTooLarge.over(len(encoded), SYNC_PAYLOAD_LIMIT_BYTES)
+            if len(encoded) > SYNC_RESPONSE_LIMIT_BYTES:  # Lambda would refuse it: so does chalice local
+                raise ResponseSizeTooLarge.over(len(encoded), SYNC_RESPONSE_LIMIT_BYTES)
             result = json.loads(encoded)
             timing = {"wait": 0.0, "coldStart": 0.0, "execution": ms(time.perf_counter() - executed)}
             api_context = {"pipelineId": "in-process", "coldStart": invocation.cold_start}
@@ -360,7 +375,11 @@ def _register_routes(blueprint: Blueprint, app: Chalice, service: Service, endpo
             "timing": timing,
             "apiContext": {"serviceId": endpoint.service_id, "endpointId": endpoint.endpoint_id, **api_context},
         }
-        return _json_response(body)
+        # What this handler returns to API Gateway is a Lambda response too: over the limit once encoded, it
+        # would be API Gateway's bare 502 deployed. Answered here instead, the same way everywhere.
+        encoded_body = json.dumps(body, separators=(",", ":"))
+        check_response(200, _JSON_HEADERS, encoded_body, binary_types=app.api.binary_types)
+        return _json_response(encoded_body)
 
     def submit_view() -> Response:
         arguments = _arguments(app, service, endpoint, ASYNC_PAYLOAD_LIMIT_BYTES)

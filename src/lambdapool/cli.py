@@ -10,6 +10,7 @@ from types import FrameType
 
 from ._deploy import route_timeout_warnings
 from ._errors import AppLoadError
+from ._gateway import API_GATEWAY_TIMEOUT_S
 from ._triggers import TriggerKind
 from .emulator import Emulator
 from .emulator._aws import AwsMode
@@ -53,10 +54,17 @@ def _banner(emulator: Emulator) -> str:
         "",
         aws,
         f"status: {emulator.url}/__lambdapool__/status   metrics: {emulator.url}/metrics",
-        *route_timeout_warnings(runtime.spec for runtime in emulator.catalog.runtimes()),
+        *route_timeout_warnings((runtime.spec for runtime in emulator.catalog.runtimes()), emulator.gateway_timeout_s),
         "Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -78,6 +86,7 @@ def local(args: argparse.Namespace) -> int:
         keep_warm_s=args.keep_warm_s,
         freeze=not args.no_freeze,
         fast_cold_starts=args.fast_cold_starts,
+        gateway_timeout_s=args.gateway_timeout_s,
     )
     # Ctrl-C and SIGTERM both stop cleanly; SIGINT is set explicitly because a shell starts background
     # jobs with it ignored, and Python keeps it ignored.
@@ -177,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=KEEP_WARM_S,
         metavar="S",
         help="how long a scale-to-zero pool (floor=0, cruise=0) keeps its last pipeline warm; 0: always cold (300)",
+    )
+    run_local.add_argument(
+        "--gateway-timeout-s",
+        type=_positive_float,
+        default=API_GATEWAY_TIMEOUT_S,
+        metavar="S",
+        help='API Gateway\'s integration timeout: a route\'s caller gets 504 {"message": "Endpoint request timed '
+        'out"} past it while the call goes on (29, the default of REST APIs; set what your quota allows)',
     )
     run_local.add_argument(
         "--async-retry-delay-s",

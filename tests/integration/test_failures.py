@@ -148,5 +148,5 @@ def test_a_call_right_after_its_idle_pipeline_died_is_served_by_another(behaviou
 
 def test_a_result_over_6_mb_is_refused_as_lambda_refuses_it(behaviours: Client) -> None:
     body = _assert_error(behaviours.run("b", "big", {"megabytes": 7}), 500, "Function.ResponseSizeTooLarge")
-    assert "exceeded maximum allowed payload size (6291456 bytes)" in body["message"]
+    assert "exceeded maximum allowed payload size (6291556 bytes)" in body["message"]
     assert behaviours.run("b", "big", {"megabytes": 5}).status_code == 200  # under the limit, and the pipeline lives

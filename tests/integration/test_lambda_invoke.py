@@ -183,7 +183,7 @@ def test_a_result_over_6_mb_is_lambdas_response_size_error(behaviours: Client) -
     assert answer["FunctionError"] == "Unhandled"
     body = json.loads(answer["Payload"].read())
     assert body["errorType"] == "Function.ResponseSizeTooLarge"
-    assert body["errorMessage"].endswith("exceeded maximum allowed payload size (6291456 bytes).")
+    assert body["errorMessage"].endswith("exceeded maximum allowed payload size (6291556 bytes).")
 
 
 def test_a_failing_event_invocation_is_tried_three_times_as_lambda_retries_it(behaviours: Client) -> None:

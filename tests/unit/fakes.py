@@ -96,6 +96,7 @@ class FakePipeline:
         self.frozen = False
         self.freezes = 0
         self.reported_exits: list[int] = []
+        self._pending: Background[tuple[dict[str, Any], bytes]] | None = None
 
     def wait_ready(self, timeout_s: float) -> dict[str, Any]:
         if self.start_gate is not None:
@@ -107,22 +108,32 @@ class FakePipeline:
             raise ChannelClosed("the fake pipeline was killed while starting")
         return self.ready
 
-    def call(self, header: dict[str, Any], payload: bytes, deadline: float) -> tuple[dict[str, Any], bytes]:
+    def send(self, header: dict[str, Any], payload: bytes, deadline: float) -> None:
+        """Start the call: ``handler`` runs in a thread of its own, as a pipeline runs apart from the caller."""
         if self.killed.is_set():
             raise ChannelClosed("the fake pipeline is dead")
         self.calls += 1
         self.call_deadline = deadline
         self.headers.append(header)
+        self._pending = Background(lambda: self._answer(payload))
+
+    def receive(self, wait_s: float | None) -> tuple[dict[str, Any], bytes] | None:
+        pending = self._pending
+        assert pending is not None, "receive() without a call sent"
+        if not pending.done.wait(wait_s):
+            return None
+        self._pending = None
+        self.call_deadline = None
+        return pending.result()
+
+    def _answer(self, payload: bytes) -> tuple[dict[str, Any], bytes]:
         try:
-            try:
-                result = self.handler(json.loads(payload) if payload else {}, self)
-            except LambdapoolError as error:
-                return {"op": "error", "error": error.to_body(), "peakRssBytes": self.rss}, b""
-            if self.killed.is_set():
-                raise ChannelClosed("the fake pipeline was killed during the call")
-            return {"op": "result", "executionMs": 0.5, "peakRssBytes": self.rss}, json.dumps(result).encode()
-        finally:
-            self.call_deadline = None
+            result = self.handler(json.loads(payload) if payload else {}, self)
+        except LambdapoolError as error:
+            return {"op": "error", "error": error.to_body(), "peakRssBytes": self.rss}, b""
+        if self.killed.is_set():
+            raise ChannelClosed("the fake pipeline was killed during the call")
+        return {"op": "result", "executionMs": 0.5, "peakRssBytes": self.rss}, json.dumps(result).encode()
 
     def rss_bytes(self) -> int | None:
         return None if self.exited.is_set() else self.rss

@@ -132,6 +132,7 @@ class FakeHost:
     tasks: TaskRunner
     deliveries: Deliveries
     max_body_bytes: int = LIMIT
+    gateway_timeout_s: float = 29.0
 
     def aws_address(self) -> dict[str, Any]:
         return {"endpointUrl": "http://127.0.0.1:5000", "mode": "moto"}

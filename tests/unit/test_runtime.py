@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from lambdapool import BadRequest, FunctionError, OutOfMemory, PipelineCrashed, Pool, QueueFull, QueueTimeout, Timeout
 from lambdapool._errors import Cancelled, LambdapoolError
+from lambdapool._gateway import GatewayTimeout
 from lambdapool._model import EndpointSpec
 from lambdapool.emulator._calls import CallResult
 from lambdapool.emulator._pipeline import KillReason
@@ -830,6 +832,7 @@ def test_status_reports_pool_pipelines_queue_counters_and_latency(make_runtime: 
             "queueFull": 0,
             "queueTimeout": 0,
             "timeouts": 0,
+            "gatewayTimeouts": 0,
             "crashes": 0,
             "outOfMemory": 0,
             "eventsDelivered": 0,
@@ -842,3 +845,93 @@ def test_status_reports_pool_pipelines_queue_counters_and_latency(make_runtime: 
     }
     gates["busy"].open()
     busy.result()
+
+
+# -- a caller that gives up (API Gateway's integration timeout) ------------------------------------------
+# On the real clock: the caller's bound is a real wait.
+
+
+def detached_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("lambdapool-detached-")]
+
+
+def test_a_caller_giving_up_on_a_running_call_gets_gateway_timeout_and_the_call_goes_on(
+    make_runtime: MakeRuntime,
+) -> None:
+    gates = {"a": Gate()}
+    launcher = launcher_with(handler_with_gates(gates))
+    runtime = loaded(make_runtime(Pool(floor=1, cruise=1, ceil=1, queue=1), launcher, clock=time.monotonic), idle=1)
+
+    with pytest.raises(GatewayTimeout) as raised:
+        runtime.call({"n": "a"}, give_up_after_s=0.05)
+
+    assert (raised.value.status, raised.value.to_body()) == (504, {"message": "Endpoint request timed out"})
+    assert gates["a"].reached.is_set() and not launcher.launched[0].killed.is_set()  # still running
+    assert runtime.occupancy().busy == 1
+    assert nonzero_counters(runtime) == {"calls": 1, "gatewayTimeouts": 1}
+    gates["a"].open()
+    wait_until(lambda: counters(runtime)["succeeded"] == 1, what="the call's own end, counted")
+    wait_until(lambda: detached_threads() == [], what="the detached call's thread to end")
+    assert runtime.occupancy().idle == 1  # the pipeline went back to the pool, and serves the next call
+    assert runtime.call({"n": "b"}, give_up_after_s=5).result == b'{"n": "b"}'
+
+
+def test_a_caller_giving_up_on_a_queued_call_leaves_it_in_the_queue_to_run_in_turn(make_runtime: MakeRuntime) -> None:
+    gates = {"a": Gate(), "b": Gate()}
+    launcher = launcher_with(handler_with_gates(gates))
+    pool = Pool(floor=1, cruise=1, ceil=1, queue=1, timeout_ms=60_000)
+    runtime = loaded(make_runtime(pool, launcher, clock=time.monotonic), idle=1)
+    busy = call_in_background(runtime, "a")
+    assert gates["a"].reached.wait(5)
+
+    with pytest.raises(GatewayTimeout):
+        runtime.call({"n": "b"}, give_up_after_s=0.05)
+
+    assert runtime.occupancy().queued == 1
+    gates["a"].open()
+    busy.result()
+    assert gates["b"].reached.wait(5)  # the queued call got the pipeline in its turn and runs
+    gates["b"].open()
+    wait_until(lambda: counters(runtime)["succeeded"] == 2, what="both calls, counted")
+    assert launcher.launched[0].calls == 2
+
+
+def test_a_call_that_fails_after_its_caller_gave_up_is_counted_failed(make_runtime: MakeRuntime) -> None:
+    gate = Gate()
+
+    def fail_when_opened(arguments: dict[str, Any], pipeline: FakePipeline) -> Any:
+        gate.wait(pipeline)
+        raise FunctionError.of(ValueError("late"), "Traceback: ValueError: late")
+
+    runtime = loaded(
+        make_runtime(Pool(floor=1, cruise=1, ceil=1, queue=0), launcher_with(fail_when_opened), clock=time.monotonic),
+        idle=1,
+    )
+    with pytest.raises(GatewayTimeout):
+        runtime.call({}, give_up_after_s=0.05)
+    gate.open()
+
+    wait_until(lambda: counters(runtime)["failed"] == 1, what="the late failure, counted")
+    assert nonzero_counters(runtime) == {"calls": 1, "failed": 1, "gatewayTimeouts": 1}
+
+
+def test_close_ends_a_call_going_on_after_its_caller_gave_up(make_runtime: MakeRuntime) -> None:
+    gates = {"a": Gate()}
+    launcher = launcher_with(handler_with_gates(gates))
+    runtime = loaded(make_runtime(Pool(floor=1, cruise=1, ceil=1, queue=0), launcher, clock=time.monotonic), idle=1)
+    with pytest.raises(GatewayTimeout):
+        runtime.call({"n": "a"}, give_up_after_s=0.05)
+    assert detached_threads() != []
+
+    runtime.close()
+
+    assert detached_threads() == []  # joined by close
+    assert launcher.launched[0].kill_reason is KillReason.SHUTDOWN
+
+
+def test_a_call_answered_within_the_bound_is_not_cut(make_runtime: MakeRuntime) -> None:
+    runtime = loaded(make_runtime(Pool(floor=1, cruise=1, ceil=1, queue=0), clock=time.monotonic), idle=1)
+
+    assert runtime.call({"n": "a"}, give_up_after_s=5).result == b'{"n": "a"}'
+    assert nonzero_counters(runtime) == {"calls": 1, "succeeded": 1}
+    assert detached_threads() == []

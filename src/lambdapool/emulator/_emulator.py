@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .._forward import QUALIFIER_VARIABLE
+from .._gateway import API_GATEWAY_TIMEOUT_S
 from .._invocation import region_of
 from .._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec
 from .._triggers import TriggerKind
@@ -43,9 +44,10 @@ class Emulator:
     ``cold_start_delay_ms`` adds an emulated provider overhead to every pipeline start, and each start also
     waits what a fresh interpreter spends starting and importing the libraries the fork server preloaded
     (Lambda's Init pays for them; measured as the fork server's own start), unless ``fast_cold_starts``;
-    ``freeze`` stops idle pipelines between calls; submitted tasks are kept in ``state_dir`` (default
-    ``PROJECT_DIR/.lambdapool``); ``aws`` is ``moto`` (a local AWS on moto's
-    server, whose address pipelines get), ``real`` or ``none``;
+    ``freeze`` stops idle pipelines between calls; a route's caller is answered API Gateway's 504 after
+    ``gateway_timeout_s`` (its integration timeout), while the call goes on; submitted tasks are kept in
+    ``state_dir`` (default ``PROJECT_DIR/.lambdapool``); ``aws`` is ``moto`` (a local AWS on moto's server,
+    whose address pipelines get), ``real`` or ``none``;
     ``supervise_interval_s`` is how often running calls are checked against ``timeout_s`` and pipelines'
     resident memory against ``memory_mb`` (a pipeline's peak memory is also checked after every call).
     Raises :class:`~lambdapool._errors.AppLoadError` from :meth:`start` if the app cannot be loaded.
@@ -69,6 +71,7 @@ class Emulator:
         keep_warm_s: float = KEEP_WARM_S,
         freeze: bool = True,
         fast_cold_starts: bool = False,
+        gateway_timeout_s: float = API_GATEWAY_TIMEOUT_S,
     ):
         self.project_dir = Path(project_dir).resolve()
         self.host = host
@@ -86,6 +89,7 @@ class Emulator:
         self.keep_warm_s = keep_warm_s
         self.freeze = freeze
         self.fast_cold_starts = fast_cold_starts
+        self.gateway_timeout_s = gateway_timeout_s
         self.tasks: TaskRunner  # from start(): its store reads the state directory
         self.scheduler: Scheduler | None = None
         self._supervise_interval_s = supervise_interval_s

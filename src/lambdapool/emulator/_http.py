@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from werkzeug.wrappers import Request, Response
 
 from .._errors import BadRequest, LambdapoolError, MethodNotAllowed, NotFound
+from .._gateway import check_event, check_response
 from .._invocation import parse_body
 from .._keys import is_authorized
 from .._model import ASYNC_PAYLOAD_LIMIT_BYTES
@@ -31,6 +32,8 @@ from ._scheduler import scheduled_event
 from ._tasks import TaskRunner
 
 log = logging.getLogger("lambdapool.http")
+#: The headers of a JSON answer, as the adapter's run route sends them.
+JSON_HEADERS = {"Content-Type": "application/json"}
 #: The task list's page size: by default, and at most.
 TASK_PAGE_DEFAULT = 100
 TASK_PAGE_MAX = 1000
@@ -45,6 +48,8 @@ class Host(Protocol):
     tasks: TaskRunner
     deliveries: Deliveries
     max_body_bytes: int
+    #: API Gateway's integration timeout: a route's caller is answered 504 past it.
+    gateway_timeout_s: float
 
     def aws_address(self) -> dict[str, Any]:
         """``{"endpointUrl", "mode"}`` of the AWS the pipelines use."""
@@ -127,10 +132,13 @@ class EmulatorApp:
         """Call and wait: 200 with the envelope, or the error."""
         runtime = self.host.catalog.callable_endpoint(service_id, endpoint_id, request.headers.get("Authorization"))
         raw = read_body(request, self.host.max_body_bytes)
+        check_event(request.method, request.path, request.headers, raw, query=request.args.to_dict(flat=False))
         arguments = runtime.spec.parameters.bind(parse_body(raw))
         # The pipeline parses the body again: pass it on as sent when that parse is sure to agree.
         payload = raw if raw[:1] == b"{" else None
-        return json_response(runtime.call(arguments, payload).envelope())
+        envelope = runtime.call(arguments, payload, give_up_after_s=self.host.gateway_timeout_s).envelope()
+        check_response(200, JSON_HEADERS, envelope)
+        return json_response(envelope)
 
     def submit(self, request: Request, service_id: str, endpoint_id: str) -> Response:
         """Start a task: 202 ``{"taskId"}``; it runs through the endpoint's pool, its state is kept."""

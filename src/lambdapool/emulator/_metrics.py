@@ -43,6 +43,11 @@ class Counter(enum.Enum):
         "Calls rejected after waiting timeout_ms in the queue",
     )
     TIMEOUTS = ("timeouts", "lambdapool_timeouts", "Calls (or pipeline starts) that ran past timeout_s")
+    GATEWAY_TIMEOUTS = (
+        "gatewayTimeouts",
+        "lambdapool_gateway_timeouts",
+        "Route calls answered 504 at API Gateway's integration timeout (each call went on to its end)",
+    )
     CRASHES = ("crashes", "lambdapool_pipeline_crashes", "Pipelines that died during a call or while starting")
     OUT_OF_MEMORY = ("outOfMemory", "lambdapool_out_of_memory", "Pipelines killed for using more than memory_mb")
     EVENTS_DELIVERED = (

@@ -11,7 +11,9 @@ server, not the emulator, is the pipeline's parent) and its private ``/tmp`` (``
 from __future__ import annotations
 
 import enum
+import math
 import os
+import select
 import shutil
 import signal
 import socket
@@ -114,8 +116,15 @@ class PipelineHandle(Protocol):
         ``timeout_s``, :class:`~lambdapool._errors.ChannelClosed` or ``OSError`` if it died."""
         ...
 
-    def call(self, header: dict[str, Any], payload: bytes, deadline: float) -> tuple[dict[str, Any], bytes]:
-        """Send a call and wait for its reply (header, result bytes); raises like :meth:`wait_ready`."""
+    def send(self, header: dict[str, Any], payload: bytes, deadline: float) -> None:
+        """Send a call that must end by ``deadline`` (on the pool's clock); raises ``OSError`` if the
+        pipeline is gone."""
+        ...
+
+    def receive(self, wait_s: float | None) -> tuple[dict[str, Any], bytes] | None:
+        """The reply to the call sent (header, result bytes), or ``None`` if none has come within ``wait_s``
+        (``None``: wait for it; the supervisor ends a call past its deadline). Raises like
+        :meth:`wait_ready`."""
         ...
 
     def rss_bytes(self) -> int | None:
@@ -147,6 +156,13 @@ class PipelineHandle(Protocol):
     def mark_exited(self, status: int) -> None:
         """Record the process's ``waitpid`` status, reported by the fork server."""
         ...
+
+
+def _readable(sock: socket.socket, wait_s: float) -> bool:
+    """Whether ``sock`` has data (or its end) within ``wait_s``."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(max(0, math.ceil(wait_s * 1000))))
 
 
 class Pipeline:
@@ -192,16 +208,22 @@ class Pipeline:
         self._sock.settimeout(None)  # calls block; the supervisor enforces their deadlines
         return header
 
-    def call(self, header: dict[str, Any], payload: bytes, deadline: float) -> tuple[dict[str, Any], bytes]:
-        """Send a call and wait for its reply.
-
-        The socket blocks without a timeout (a timeout would cost a ``poll`` per read): the supervisor kills
-        the process once ``deadline`` (on the pool's clock) passes, which ends the wait.
-        """
+    def send(self, header: dict[str, Any], payload: bytes, deadline: float) -> None:
         self.calls += 1
         self.call_deadline = deadline
         try:
             send_frame(self._sock, header, payload)
+        except BaseException:
+            self.call_deadline = None
+            raise
+
+    def receive(self, wait_s: float | None) -> tuple[dict[str, Any], bytes] | None:
+        """The reply. The socket blocks without a timeout (a timeout would cost a ``poll`` per read): the
+        supervisor kills the process once the call's deadline passes, which ends the wait. Only a bounded
+        wait (``wait_s``) polls first."""
+        if wait_s is not None and not self._reader.has_data() and not _readable(self._sock, wait_s):
+            return None
+        try:
             return self._reader.read()
         finally:
             self.call_deadline = None

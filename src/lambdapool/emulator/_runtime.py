@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import threading
 import time
 import uuid
@@ -24,15 +25,31 @@ from .._errors import (
     ResponseSizeTooLarge,
     error_from_body,
 )
-from .._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec
+from .._gateway import GatewayTimeout
+from .._model import SYNC_RESPONSE_LIMIT_BYTES, EndpointSpec
 from ._calls import CallLog, CallResult, Ticket, rejection
 from ._metrics import Counter, EndpointStats, endpoint_status
 from ._pipeline import KillReason, PipelineHandle, ending
 from ._pool import Action, Dispatch, Fail, PipelineState, PoolCore, PoolSnapshot, Reject, RejectReason, Retire, Start
 from ._starts import Launcher, Starter
 
+log = logging.getLogger("lambdapool.runtime")
+
 #: A pipeline that never reports is given up after ``max(this, timeout_s)`` seconds.
 MIN_START_TIMEOUT_S = 10.0
+
+
+class _StillRunning(Exception):
+    """The caller gave up on a call that goes on: ``rest()`` waits for it and answers it."""
+
+    def __init__(self, rest: Callable[[], CallResult]):
+        super().__init__("still running")
+        self.rest = rest
+
+
+def _received(outcome: CallResult | None) -> CallResult:
+    assert outcome is not None, "a reply waited for without a bound always comes (or raises)"
+    return outcome
 
 
 class EndpointRuntime:
@@ -73,6 +90,7 @@ class EndpointRuntime:
         self._tickets: dict[str, Ticket] = {}
         self._pipelines: dict[int, PipelineHandle] = {}
         self._start_errors: dict[int, LambdapoolError] = {}
+        self._detached: set[threading.Thread] = set()  # calls going on after their caller gave up
         self._closed = False
         self._memory_limit_bytes = spec.memory_mb * 2**20
         self._id_prefix = uuid.uuid4().hex[:12]
@@ -97,6 +115,7 @@ class EndpointRuntime:
         cancelled: Callable[[], bool] | None = None,
         lambda_event: bool = False,
         tail: bool = False,
+        give_up_after_s: float | None = None,
     ) -> CallResult:
         """Run one call with bound ``arguments`` through the pool and wait for it; raises a
         :class:`LambdapoolError`.
@@ -107,7 +126,9 @@ class EndpointRuntime:
         ``cancelled`` is asked once the call is registered, so that a cancel that came before it is not lost.
         ``lambda_event`` marks an event of the Lambda Invoke API (the only calls that may carry a task);
         ``tail`` asks the pipeline for the call's output (``LogType=Tail``: in :attr:`CallResult.log`, or in
-        the error's ``call_log``).
+        the error's ``call_log``). With ``give_up_after_s``, the caller stops waiting that long after the call
+        arrived (API Gateway's integration timeout): :class:`GatewayTimeout` is raised then, while the call
+        goes on to its end (queued, starting or running) in a thread the runtime owns, its outcome counted.
         """
         ticket = self.enter(
             arguments,
@@ -119,7 +140,7 @@ class EndpointRuntime:
             lambda_event=lambda_event,
             tail=tail,
         )
-        return self.complete(ticket)
+        return self.complete(ticket, give_up_after_s)
 
     def enter(
         self,
@@ -158,26 +179,16 @@ class EndpointRuntime:
             raise
         return ticket
 
-    def complete(self, ticket: Ticket) -> CallResult:
-        """The second half of :meth:`call`: wait for the call's pipeline, run it, and answer."""
+    def complete(self, ticket: Ticket, give_up_after_s: float | None = None) -> CallResult:
+        """The second half of :meth:`call`: wait for the call's pipeline, run it, and answer (``give_up_after_s``
+        as in :meth:`call`)."""
+        give_up_at = ticket.arrived + give_up_after_s if give_up_after_s is not None else None
         try:
-            while True:
-                self._wait_for_pipeline(ticket)
-                if ticket.error is not None:
-                    raise ticket.error
-                outcome = self._run_on(ticket, ticket.payload)
-                if outcome is not None:
-                    result = outcome
-                    break
-                self._arrive_again(ticket, ticket.may_queue)
-        except LambdapoolError:
-            self.stats.count(Counter.FAILED)
-            raise
-        finally:
-            with self._lock:
-                self._tickets.pop(ticket.request_id, None)
-        self.stats.succeeded(result.timing["total"])
-        return result
+            return self._settled(ticket, lambda: self._serve(ticket, give_up_at))
+        except _StillRunning as running:
+            self.stats.count(Counter.GATEWAY_TIMEOUTS)
+            self._detach(ticket, running.rest)
+            raise GatewayTimeout.after(give_up_after_s or 0.0) from None
 
     def nudge(self) -> None:
         """Wake the threads in :meth:`wait_for_room` (they look again)."""
@@ -273,20 +284,86 @@ class EndpointRuntime:
                 ticket.error = PipelineCrashed.shutting_down()
                 ticket.event.set()
         self._starter.close()
+        with self._lock:
+            detached = list(self._detached)
+        for thread in detached:  # each ends once its pipeline is killed or its ticket failed, just above
+            thread.join()
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _wait_for_pipeline(self, ticket: Ticket) -> None:
+    def _settled(self, ticket: Ticket, serve: Callable[[], CallResult]) -> CallResult:
+        """``serve()``'s result, counted, the ticket forgotten once it has an outcome (not when it raises
+        :class:`_StillRunning`: the call goes on)."""
+        try:
+            result = serve()
+        except _StillRunning:
+            raise
+        except LambdapoolError:
+            self.stats.count(Counter.FAILED)
+            self._forget(ticket)
+            raise
+        except BaseException:
+            self._forget(ticket)
+            raise
+        self._forget(ticket)
+        self.stats.succeeded(result.timing["total"])
+        return result
+
+    def _forget(self, ticket: Ticket) -> None:
+        with self._lock:
+            self._tickets.pop(ticket.request_id, None)
+
+    def _serve(self, ticket: Ticket, give_up_at: float | None) -> CallResult:
+        while True:
+            if not self._wait_for_pipeline(ticket, give_up_at):
+                raise _StillRunning(lambda: self._serve(ticket, None))
+            if ticket.error is not None:
+                raise ticket.error
+            outcome = self._run_on(ticket, ticket.payload, give_up_at)
+            if outcome is not None:
+                return outcome
+            self._arrive_again(ticket, ticket.may_queue)
+
+    def _detach(self, ticket: Ticket, rest: Callable[[], CallResult]) -> None:
+        """Go on with a call its caller gave up on, in a thread of its own (joined in :meth:`close`)."""
+
+        where, request_id = self.spec.where, ticket.request_id
+
+        def finish() -> None:
+            try:
+                self._settled(ticket, rest)
+            except LambdapoolError as error:
+                log.info("%s: call %s ended with %s after its caller gave up", where, request_id, error)
+            except Exception:
+                log.exception("%s: call %s failed in the emulator after its caller gave up", where, request_id)
+            finally:
+                with self._lock:
+                    self._detached.discard(thread)
+
+        thread = threading.Thread(target=finish, name=f"lambdapool-detached-{ticket.request_id}", daemon=True)
+        with self._lock:
+            self._detached.add(thread)
+        thread.start()
+
+    def _wait_for_pipeline(self, ticket: Ticket, give_up_at: float | None = None) -> bool:
+        """Wait until the call has a pipeline or an error; ``False`` once ``give_up_at`` has come first."""
         while not ticket.event.is_set():
             with self._lock:
                 deadline = self._core.deadline_of(ticket.request_id)
-            if deadline is None:  # waiting for a pipeline to start: that start always ends, either way
+            limits = [limit for limit in (deadline, give_up_at) if limit is not None]
+            if not limits:  # waiting for a pipeline to start: that start always ends, either way
                 ticket.event.wait()
                 continue
-            if not ticket.event.wait(max(0.0, deadline - self._clock())):
+            if ticket.event.wait(max(0.0, min(limits) - self._clock())):
+                break
+            now = self._clock()
+            if deadline is not None and now >= deadline:
                 with self._lock:
-                    actions = self._core.expire(self._clock())
+                    actions = self._core.expire(now)
                 self._execute(actions)
+            elif give_up_at is not None and now >= give_up_at and not ticket.event.is_set():
+                return False
+        return True
 
     def _arrive_again(self, ticket: Ticket, may_queue: bool) -> None:
         """The call's pipeline had died before the call reached it: the call goes back to the pool, as if it
@@ -299,8 +376,9 @@ class EndpointRuntime:
             actions = self._core.arrive(ticket.request_id, self._clock(), may_queue)
         self._execute(actions)
 
-    def _run_on(self, ticket: Ticket, payload: bytes) -> CallResult | None:
-        """Run the call on the pipeline it was given; ``None`` if that pipeline had already died."""
+    def _run_on(self, ticket: Ticket, payload: bytes, give_up_at: float | None = None) -> CallResult | None:
+        """Run the call on the pipeline it was given; ``None`` if that pipeline had already died. Raises
+        :class:`_StillRunning` if no reply came by ``give_up_at``."""
         assert ticket.pipeline_id is not None
         pool_id = ticket.pipeline_id
         with self._lock:
@@ -321,6 +399,7 @@ class EndpointRuntime:
             header["tail"] = True
         if ticket.cold:
             self.stats.count(Counter.COLD_STARTS)
+        sent = False
         healthy = True  # until the call is sent, the pipeline is untouched
         try:
             if ticket.cancelled:  # cancelled while its pipeline was starting: give the pipeline back unused
@@ -329,15 +408,51 @@ class EndpointRuntime:
                 ticket.on_start()
             healthy = False
             try:
-                reply, result = pipeline.call(header, payload, self._clock() + self.spec.timeout_s)
+                pipeline.send(header, payload, self._clock() + self.spec.timeout_s)
             except (ChannelClosed, OSError, ValueError):
                 raise self._death_error(pipeline) from None
+            sent = True
+        finally:
+            if not sent:
+                self._release(ticket, pool_id, pipeline, healthy)
+
+        def settle(wait_s: float | None) -> CallResult | None:
+            return self._settle(ticket, pool_id, pipeline, dispatched, cold_ms, wait_s)
+
+        if give_up_at is None:
+            return settle(None)
+        outcome = settle(max(0.0, give_up_at - self._clock()))
+        if outcome is None:
+            raise _StillRunning(lambda: _received(settle(None)))
+        return outcome
+
+    def _settle(
+        self,
+        ticket: Ticket,
+        pool_id: int,
+        pipeline: PipelineHandle,
+        dispatched: float,
+        cold_ms: float,
+        wait_s: float | None,
+    ) -> CallResult | None:
+        """Receive the reply to the call sent to ``pipeline`` and answer it; ``None`` if none came within
+        ``wait_s`` (the call goes on: settle it again)."""
+        healthy: bool | None = False
+        try:
+            try:
+                answer = pipeline.receive(wait_s)
+            except (ChannelClosed, OSError, ValueError):
+                raise self._death_error(pipeline) from None
+            if answer is None:
+                healthy = None  # nothing to settle yet
+                return None
+            reply, result = answer
             if reply.get("peakRssBytes", 0) > self._memory_limit_bytes:
                 pipeline.kill(KillReason.OUT_OF_MEMORY)
                 raise self._death_error(pipeline)
-            if reply["op"] == "result" and len(result) > SYNC_PAYLOAD_LIMIT_BYTES:  # what Lambda refuses
+            if reply["op"] == "result" and len(result) > SYNC_RESPONSE_LIMIT_BYTES:  # what Lambda refuses
                 healthy = True
-                too_large = ResponseSizeTooLarge.over(len(result), SYNC_PAYLOAD_LIMIT_BYTES)
+                too_large = ResponseSizeTooLarge.over(len(result), SYNC_RESPONSE_LIMIT_BYTES)
                 too_large.call_log = CallLog.of(reply)
                 raise too_large
             if reply["op"] == "error":
@@ -350,10 +465,15 @@ class EndpointRuntime:
                 raise error
             healthy = True
         finally:
-            with self._lock:
-                ticket.pipeline_id = None  # the pipeline is not this call's anymore: a late cancel spares it
-            self._finish(pool_id, pipeline, healthy)
+            if healthy is not None:
+                self._release(ticket, pool_id, pipeline, healthy)
         return CallResult.of(self.spec, ticket, pipeline.label, result, reply, dispatched, cold_ms, self._clock())
+
+    def _release(self, ticket: Ticket, pool_id: int, pipeline: PipelineHandle, healthy: bool) -> None:
+        """The call is done with its pipeline: give it back to the pool (``healthy``) or end it."""
+        with self._lock:
+            ticket.pipeline_id = None  # the pipeline is not this call's anymore: a late cancel spares it
+        self._finish(pool_id, pipeline, healthy)
 
     def _death_error(self, pipeline: PipelineHandle) -> LambdapoolError:
         """What to answer for a call whose pipeline died under it (or was killed for it); counted."""

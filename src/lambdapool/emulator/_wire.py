@@ -80,6 +80,10 @@ class FrameReader:
                 raise ChannelClosed("the peer closed the connection")
             self._buffer += chunk
 
+    def has_data(self) -> bool:
+        """Whether bytes of the next frame are already buffered."""
+        return bool(self._buffer)
+
     def read(self) -> tuple[dict[str, Any], bytes]:
         self._fill(PREFIX_SIZE)
         head_size, payload_size = decode_prefix(bytes(self._buffer[:PREFIX_SIZE]))
