@@ -368,6 +368,16 @@ class Timeout(LambdapoolError):
         )
 
     @classmethod
+    def init_rerun(cls, where: str, timeout_s: float, init_limit_s: float) -> Timeout:
+        """``where``'s init code ran past Lambda's Init limit, then past ``timeout_s`` when run again."""
+        return cls(
+            f"{where} ran longer than timeout_s={timeout_s:g}",
+            f"app.py's init code ran past Lambda's {init_limit_s:g} s Init limit, so it ran again within the "
+            f"first call, under timeout_s={timeout_s:g}, and did not finish: on Lambda every call of a new "
+            "execution environment fails this way. Make init faster, or raise timeout_s",
+        )
+
+    @classmethod
     def init(cls, where: str, limit_s: float) -> Timeout:
         """``where``'s init code (app.py's module level) ran past ``limit_s`` seconds."""
         return cls(

@@ -84,6 +84,7 @@ class FakePipeline:
         self.calls = 0
         self.kill_reason: KillReason | None = None
         self.call_deadline: float | None = None
+        self.init_rerun_at: float | None = None
         self.exit_status: int | None = None
         self.exited = threading.Event()
         self.killed = threading.Event()

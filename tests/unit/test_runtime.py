@@ -390,16 +390,54 @@ def test_a_start_that_reports_init_error_fails_the_waiting_call_with_its_message
     assert runtime.status()["pipelines"]["total"] == 0
 
 
-def test_a_start_that_never_reports_is_a_timeout_at_init(make_runtime: MakeRuntime) -> None:
-    launcher = FakeLauncher(lambda label: FakePipeline(label, start_gate=Gate()))  # never opened
-    runtime = make_runtime(Pool(floor=0, cruise=0, ceil=1, queue=0), launcher, start_timeout_s=0.05)
+def test_an_init_past_lambdas_limit_runs_again_and_the_waiting_call_is_served(make_runtime: MakeRuntime) -> None:
+    starts = iter([Gate(), None])  # the first init never reports; the one run again reports at once
+    launcher = FakeLauncher(lambda label: FakePipeline(label, start_gate=next(starts)))
+    runtime = make_runtime(Pool(floor=0, cruise=0, ceil=1, queue=0), launcher, init_limit_s=0.05)
+
+    result = runtime.call({"x": 1})
+
+    assert result.result == b'{"x": 1}' and result.api_context["coldStart"] is True
+    first, again = launcher.launched
+    assert (first.label, again.label) == ("svc-ep-1", "svc-ep-1")  # the same execution environment's slot
+    assert first.kill_reason is KillReason.INIT_RERUN and first.calls == 0
+    assert again.calls == 1 and again.init_rerun_at is not None
+    assert nonzero_counters(runtime) == {"calls": 1, "succeeded": 1, "coldStarts": 1, "initReruns": 1}
+
+
+def test_the_call_that_waited_for_an_init_run_again_has_its_timeout_counted_from_that_init(
+    make_runtime: MakeRuntime, clock: ManualClock
+) -> None:
+    rerun_start = Gate()
+    starts = iter([Gate(), rerun_start])
+    launcher = FakeLauncher(
+        lambda label: FakePipeline(label, lambda arguments, pipeline: pipeline.call_deadline, start_gate=next(starts))
+    )
+    runtime = make_runtime(Pool(floor=0, cruise=0, ceil=1, queue=0), launcher, init_limit_s=0.05, timeout_s=5)
+    arrived = clock()
+    call = Background(lambda: runtime.call({}))
+    assert rerun_start.reached.wait(5)
+    rerun_at = launcher.launched[1].init_rerun_at
+    assert rerun_at is not None and rerun_at >= arrived
+
+    clock.advance(3)  # the init run again takes 3 s of the call's 5
+    rerun_start.open()
+
+    assert json.loads(call.result().result) == rerun_at + 5  # not 3 s later, when the call reached the function
+
+
+def test_an_init_run_again_past_timeout_s_fails_the_call_with_a_timeout(make_runtime: MakeRuntime) -> None:
+    launcher = FakeLauncher(lambda label: FakePipeline(label, start_gate=Gate()))  # never reports
+    runtime = make_runtime(Pool(floor=0, cruise=0, ceil=1, queue=0), launcher, init_limit_s=0.05, timeout_s=1)
 
     with pytest.raises(Timeout) as caught:
         runtime.call({})
 
-    assert caught.value.message == "svc/ep: app.py's init code did not finish within 0.05 s"
-    assert launcher.launched[0].kill_reason is KillReason.TIMEOUT
-    assert nonzero_counters(runtime) == {"calls": 1, "failed": 1, "timeouts": 1}
+    assert caught.value.message == "svc/ep ran longer than timeout_s=1"
+    assert "ran past Lambda's 0.05 s Init limit, so it ran again within the first call" in caught.value.detailed_message
+    first, again = launcher.launched
+    assert (first.kill_reason, again.kill_reason) == (KillReason.INIT_RERUN, KillReason.TIMEOUT)
+    assert nonzero_counters(runtime) == {"calls": 1, "failed": 1, "timeouts": 1, "initReruns": 1}
 
 
 def test_a_launcher_that_raises_fails_the_waiting_call_with_pipeline_crashed(make_runtime: MakeRuntime) -> None:
@@ -832,6 +870,7 @@ def test_status_reports_pool_pipelines_queue_counters_and_latency(make_runtime: 
             "queueFull": 0,
             "queueTimeout": 0,
             "timeouts": 0,
+            "initReruns": 0,
             "gatewayTimeouts": 0,
             "crashes": 0,
             "outOfMemory": 0,

@@ -30,6 +30,7 @@ from ._project import BASE_PRELOAD, Project, describe_project, third_party_impor
 from ._runtime import EndpointRuntime
 from ._scheduler import Scheduler, scheduled_event
 from ._server import ConnectionLimits, EmulatorServer
+from ._starts import INIT_LIMIT_S
 from ._tasks import FileTaskStore, Retention, TaskRunner
 
 log = logging.getLogger("lambdapool.emulator")
@@ -45,9 +46,10 @@ class Emulator:
     waits what a fresh interpreter spends starting and importing the libraries the fork server preloaded
     (Lambda's Init pays for them; measured as the fork server's own start), unless ``fast_cold_starts``;
     ``freeze`` stops idle pipelines between calls; a route's caller is answered API Gateway's 504 after
-    ``gateway_timeout_s`` (its integration timeout), while the call goes on; submitted tasks are kept in
-    ``state_dir`` (default ``PROJECT_DIR/.lambdapool``); ``aws`` is ``moto`` (a local AWS on moto's server,
-    whose address pipelines get), ``real`` or ``none``;
+    ``gateway_timeout_s`` (its integration timeout), while the call goes on; init code running past
+    ``init_limit_s`` (Lambda's 10 s) is run again within the first call, under ``timeout_s``; submitted
+    tasks are kept in ``state_dir`` (default ``PROJECT_DIR/.lambdapool``); ``aws`` is ``moto`` (a local AWS
+    on moto's server, whose address pipelines get), ``real`` or ``none``;
     ``supervise_interval_s`` is how often running calls are checked against ``timeout_s`` and pipelines'
     resident memory against ``memory_mb`` (a pipeline's peak memory is also checked after every call).
     Raises :class:`~lambdapool._errors.AppLoadError` from :meth:`start` if the app cannot be loaded.
@@ -72,6 +74,7 @@ class Emulator:
         freeze: bool = True,
         fast_cold_starts: bool = False,
         gateway_timeout_s: float = API_GATEWAY_TIMEOUT_S,
+        init_limit_s: float = INIT_LIMIT_S,
     ):
         self.project_dir = Path(project_dir).resolve()
         self.host = host
@@ -90,6 +93,7 @@ class Emulator:
         self.freeze = freeze
         self.fast_cold_starts = fast_cold_starts
         self.gateway_timeout_s = gateway_timeout_s
+        self.init_limit_s = init_limit_s
         self.tasks: TaskRunner  # from start(): its store reads the state directory
         self.scheduler: Scheduler | None = None
         self._supervise_interval_s = supervise_interval_s
@@ -222,7 +226,9 @@ class Emulator:
                 pid, sock = forkserver.spawn(config)
             return Pipeline(label, pid, sock, tmp_dir)
 
-        return EndpointRuntime(spec, launch, keep_warm_s=self.keep_warm_s, freeze=self.freeze)
+        return EndpointRuntime(
+            spec, launch, init_limit_s=self.init_limit_s, keep_warm_s=self.keep_warm_s, freeze=self.freeze
+        )
 
     def _cold_start_delay_ms(self, forkserver: ForkServer) -> int:
         """What a pipeline start waits on top of its own init: ``cold_start_delay_ms`` and, unless

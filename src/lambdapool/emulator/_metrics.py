@@ -43,6 +43,11 @@ class Counter(enum.Enum):
         "Calls rejected after waiting timeout_ms in the queue",
     )
     TIMEOUTS = ("timeouts", "lambdapool_timeouts", "Calls (or pipeline starts) that ran past timeout_s")
+    INIT_RERUNS = (
+        "initReruns",
+        "lambdapool_init_reruns",
+        "Pipeline starts whose init code ran past Lambda's 10 s Init limit and ran again within the first call",
+    )
     GATEWAY_TIMEOUTS = (
         "gatewayTimeouts",
         "lambdapool_gateway_timeouts",

@@ -55,6 +55,7 @@ class KillReason(enum.Enum):
     CRASHED = "crashed"
     FAILED_START = "failed"
     TMP_FULL = "tmp"
+    INIT_RERUN = "init-rerun"  # its init ran past Lambda's Init limit: another pipeline runs it again
 
 
 def describe_exit(status: int | None) -> str:
@@ -108,6 +109,8 @@ class PipelineHandle(Protocol):
     kill_reason: KillReason | None
     #: When (on the pool's clock) the running call must end (``None`` between calls).
     call_deadline: float | None
+    #: When its init began, if it is the re-run of an init that ran past Lambda's Init limit (else ``None``).
+    init_rerun_at: float | None
     exit_status: int | None
     exited: threading.Event
 
@@ -182,6 +185,7 @@ class Pipeline:
         self.calls = 0
         self.kill_reason: KillReason | None = None
         self.call_deadline: float | None = None
+        self.init_rerun_at: float | None = None
         self.exit_status: int | None = None
         self.exited = threading.Event()
         self._sock = sock

@@ -31,12 +31,9 @@ from ._calls import CallLog, CallResult, Ticket, rejection
 from ._metrics import Counter, EndpointStats, endpoint_status
 from ._pipeline import KillReason, PipelineHandle, ending
 from ._pool import Action, Dispatch, Fail, PipelineState, PoolCore, PoolSnapshot, Reject, RejectReason, Retire, Start
-from ._starts import Launcher, Starter
+from ._starts import INIT_LIMIT_S, Launcher, Starter
 
 log = logging.getLogger("lambdapool.runtime")
-
-#: A pipeline that never reports is given up after ``max(this, timeout_s)`` seconds.
-MIN_START_TIMEOUT_S = 10.0
 
 
 class _StillRunning(Exception):
@@ -56,8 +53,9 @@ class EndpointRuntime:
     """One endpoint's pool of pipelines. Thread-safe; callers use :meth:`call` from their own threads.
 
     ``launch`` starts a pipeline (see :data:`~lambdapool.emulator._starts.Launcher`); the runtime's
-    :class:`~lambdapool.emulator._starts.Starter` waits for it to report ``ready`` (at most ``start_timeout_s``),
-    from threads joined in :meth:`close`. ``clock`` is a monotonic clock in seconds.
+    :class:`~lambdapool.emulator._starts.Starter` waits for it to report ``ready`` (init is limited to
+    ``init_limit_s``, then run again within the first call, as Lambda does), from threads joined in
+    :meth:`close`. ``clock`` is a monotonic clock in seconds.
     """
 
     def __init__(
@@ -65,7 +63,7 @@ class EndpointRuntime:
         spec: EndpointSpec,
         launch: Launcher,
         *,
-        start_timeout_s: float | None = None,
+        init_limit_s: float = INIT_LIMIT_S,
         keep_warm_s: float = 0.0,
         freeze: bool = False,
         clock: Callable[[], float] = time.monotonic,
@@ -78,7 +76,7 @@ class EndpointRuntime:
             spec,
             self.stats,
             launch,
-            start_timeout_s if start_timeout_s is not None else max(MIN_START_TIMEOUT_S, float(spec.timeout_s)),
+            init_limit_s,
             clock,
             launched=self._launched,
             ready=self._ready,
@@ -408,7 +406,7 @@ class EndpointRuntime:
                 ticket.on_start()
             healthy = False
             try:
-                pipeline.send(header, payload, self._clock() + self.spec.timeout_s)
+                pipeline.send(header, payload, self._call_deadline(ticket, pipeline))
             except (ChannelClosed, OSError, ValueError):
                 raise self._death_error(pipeline) from None
             sent = True
@@ -425,6 +423,14 @@ class EndpointRuntime:
         if outcome is None:
             raise _StillRunning(lambda: _received(settle(None)))
         return outcome
+
+    def _call_deadline(self, ticket: Ticket, pipeline: PipelineHandle) -> float:
+        """When the call must end: ``timeout_s`` after it starts, or, for the call that waited for an init
+        run again past Lambda's Init limit, after that init began (Lambda runs it within the call)."""
+        started = self._clock()
+        if ticket.cold and pipeline.init_rerun_at is not None:
+            started = max(ticket.arrived, pipeline.init_rerun_at)
+        return started + self.spec.timeout_s
 
     def _settle(
         self,
