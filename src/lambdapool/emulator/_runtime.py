@@ -18,35 +18,19 @@ from typing import Any
 
 from .._errors import (
     Cancelled,
-    ChannelClosed,
     LambdapoolError,
-    OutOfMemory,
     PipelineCrashed,
-    ResponseSizeTooLarge,
-    error_from_body,
 )
 from .._gateway import GatewayTimeout
-from .._model import SYNC_RESPONSE_LIMIT_BYTES, EndpointSpec
-from ._calls import CallLog, CallResult, Ticket, rejection
+from .._model import EndpointSpec
+from ._calls import CallResult, Ticket, rejection
+from ._exchange import Exchange, StillRunning
 from ._metrics import Counter, EndpointStats, endpoint_status
-from ._pipeline import KillReason, PipelineHandle, ending
+from ._pipeline import KillReason, PipelineHandle
 from ._pool import Action, Dispatch, Fail, PipelineState, PoolCore, PoolSnapshot, Reject, RejectReason, Retire, Start
 from ._starts import INIT_LIMIT_S, Launcher, Starter
 
 log = logging.getLogger("lambdapool.runtime")
-
-
-class _StillRunning(Exception):
-    """The caller gave up on a call that goes on: ``rest()`` waits for it and answers it."""
-
-    def __init__(self, rest: Callable[[], CallResult]):
-        super().__init__("still running")
-        self.rest = rest
-
-
-def _received(outcome: CallResult | None) -> CallResult:
-    assert outcome is not None, "a reply waited for without a bound always comes (or raises)"
-    return outcome
 
 
 class EndpointRuntime:
@@ -183,7 +167,7 @@ class EndpointRuntime:
         give_up_at = ticket.arrived + give_up_after_s if give_up_after_s is not None else None
         try:
             return self._settled(ticket, lambda: self._serve(ticket, give_up_at))
-        except _StillRunning as running:
+        except StillRunning as running:
             self.stats.count(Counter.GATEWAY_TIMEOUTS)
             self._detach(ticket, running.rest)
             raise GatewayTimeout.after(give_up_after_s or 0.0) from None
@@ -291,10 +275,10 @@ class EndpointRuntime:
 
     def _settled(self, ticket: Ticket, serve: Callable[[], CallResult]) -> CallResult:
         """``serve()``'s result, counted, the ticket forgotten once it has an outcome (not when it raises
-        :class:`_StillRunning`: the call goes on)."""
+        :class:`StillRunning`: the call goes on)."""
         try:
             result = serve()
-        except _StillRunning:
+        except StillRunning:
             raise
         except LambdapoolError:
             self.stats.count(Counter.FAILED)
@@ -314,7 +298,7 @@ class EndpointRuntime:
     def _serve(self, ticket: Ticket, give_up_at: float | None) -> CallResult:
         while True:
             if not self._wait_for_pipeline(ticket, give_up_at):
-                raise _StillRunning(lambda: self._serve(ticket, None))
+                raise StillRunning(lambda: self._serve(ticket, None))
             if ticket.error is not None:
                 raise ticket.error
             outcome = self._run_on(ticket, ticket.payload, give_up_at)
@@ -323,8 +307,8 @@ class EndpointRuntime:
             self._arrive_again(ticket, ticket.may_queue)
 
     def _detach(self, ticket: Ticket, rest: Callable[[], CallResult]) -> None:
-        """Go on with a call its caller gave up on, in a thread of its own (joined in :meth:`close`)."""
-
+        """Go on with a call its caller gave up on, in a thread of its own (joined in :meth:`close`): each
+        waits on its own pipeline or place in the queue, so there are at most ``ceil + queue`` of them."""
         where, request_id = self.spec.where, ticket.request_id
 
         def finish() -> None:
@@ -338,7 +322,7 @@ class EndpointRuntime:
                 with self._lock:
                     self._detached.discard(thread)
 
-        thread = threading.Thread(target=finish, name=f"lambdapool-detached-{ticket.request_id}", daemon=True)
+        thread = threading.Thread(target=finish, name=f"lambdapool-detached-{ticket.request_id}")
         with self._lock:
             self._detached.add(thread)
         thread.start()
@@ -376,7 +360,7 @@ class EndpointRuntime:
 
     def _run_on(self, ticket: Ticket, payload: bytes, give_up_at: float | None = None) -> CallResult | None:
         """Run the call on the pipeline it was given; ``None`` if that pipeline had already died. Raises
-        :class:`_StillRunning` if no reply came by ``give_up_at``."""
+        :class:`StillRunning` if no reply came by ``give_up_at``."""
         assert ticket.pipeline_id is not None
         pool_id = ticket.pipeline_id
         with self._lock:
@@ -388,105 +372,17 @@ class EndpointRuntime:
                 ticket.pipeline_id = None
             self._finish(pool_id, pipeline, healthy=False)
             return None
-        dispatched = self._clock()
-        cold_ms = pipeline.init_ms if ticket.cold else 0.0
-        header = {"op": "call", "requestId": ticket.request_id, "timeoutS": self.spec.timeout_s, "cold": ticket.cold}
-        if ticket.lambda_event:
-            header["lambdaEvent"] = True
-        if ticket.tail:
-            header["tail"] = True
-        if ticket.cold:
-            self.stats.count(Counter.COLD_STARTS)
-        sent = False
-        healthy = True  # until the call is sent, the pipeline is untouched
-        try:
-            if ticket.cancelled:  # cancelled while its pipeline was starting: give the pipeline back unused
-                raise Cancelled.before_start()
-            if ticket.on_start is not None:
-                ticket.on_start()
-            healthy = False
-            try:
-                pipeline.send(header, payload, self._call_deadline(ticket, pipeline))
-            except (ChannelClosed, OSError, ValueError):
-                raise self._death_error(pipeline) from None
-            sent = True
-        finally:
-            if not sent:
-                self._release(ticket, pool_id, pipeline, healthy)
 
-        def settle(wait_s: float | None) -> CallResult | None:
-            return self._settle(ticket, pool_id, pipeline, dispatched, cold_ms, wait_s)
+        def release(healthy: bool) -> None:
+            self._release(ticket, pool_id, pipeline, healthy)
 
-        if give_up_at is None:
-            return settle(None)
-        outcome = settle(max(0.0, give_up_at - self._clock()))
-        if outcome is None:
-            raise _StillRunning(lambda: _received(settle(None)))
-        return outcome
-
-    def _call_deadline(self, ticket: Ticket, pipeline: PipelineHandle) -> float:
-        """When the call must end: ``timeout_s`` after it starts, or, for the call that waited for an init
-        run again past Lambda's Init limit, after that init began (Lambda runs it within the call)."""
-        started = self._clock()
-        if ticket.cold and pipeline.init_rerun_at is not None:
-            started = max(ticket.arrived, pipeline.init_rerun_at)
-        return started + self.spec.timeout_s
-
-    def _settle(
-        self,
-        ticket: Ticket,
-        pool_id: int,
-        pipeline: PipelineHandle,
-        dispatched: float,
-        cold_ms: float,
-        wait_s: float | None,
-    ) -> CallResult | None:
-        """Receive the reply to the call sent to ``pipeline`` and answer it; ``None`` if none came within
-        ``wait_s`` (the call goes on: settle it again)."""
-        healthy: bool | None = False
-        try:
-            try:
-                answer = pipeline.receive(wait_s)
-            except (ChannelClosed, OSError, ValueError):
-                raise self._death_error(pipeline) from None
-            if answer is None:
-                healthy = None  # nothing to settle yet
-                return None
-            reply, result = answer
-            if reply.get("peakRssBytes", 0) > self._memory_limit_bytes:
-                pipeline.kill(KillReason.OUT_OF_MEMORY)
-                raise self._death_error(pipeline)
-            if reply["op"] == "result" and len(result) > SYNC_RESPONSE_LIMIT_BYTES:  # what Lambda refuses
-                healthy = True
-                too_large = ResponseSizeTooLarge.over(len(result), SYNC_RESPONSE_LIMIT_BYTES)
-                too_large.call_log = CallLog.of(reply)
-                raise too_large
-            if reply["op"] == "error":
-                error = error_from_body(reply["error"], reply.get("retryAfterS"))
-                error.call_log = CallLog.of(reply)
-                if isinstance(error, OutOfMemory):  # MemoryError in the function: the pipeline exits
-                    self.stats.count(Counter.OUT_OF_MEMORY)
-                    raise error
-                healthy = True
-                raise error
-            healthy = True
-        finally:
-            if healthy is not None:
-                self._release(ticket, pool_id, pipeline, healthy)
-        return CallResult.of(self.spec, ticket, pipeline.label, result, reply, dispatched, cold_ms, self._clock())
+        return Exchange(self.spec, self.stats, self._clock, ticket, pipeline, release).run(payload, give_up_at)
 
     def _release(self, ticket: Ticket, pool_id: int, pipeline: PipelineHandle, healthy: bool) -> None:
         """The call is done with its pipeline: give it back to the pool (``healthy``) or end it."""
         with self._lock:
             ticket.pipeline_id = None  # the pipeline is not this call's anymore: a late cancel spares it
         self._finish(pool_id, pipeline, healthy)
-
-    def _death_error(self, pipeline: PipelineHandle) -> LambdapoolError:
-        """What to answer for a call whose pipeline died under it (or was killed for it); counted."""
-        error, counter = ending(pipeline, self.spec)
-        if counter is not None:
-            self.stats.count(counter)
-        return error
 
     def _finish(self, pool_id: int, pipeline: PipelineHandle, healthy: bool) -> None:
         with self._lock:
