@@ -22,7 +22,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from ._gateway import API_GATEWAY_TIMEOUT_S
 from .emulator import Emulator
+from .emulator._delivery import ASYNC_RETRY_DELAY_S
 
 __all__ = ["Answer", "EmulatorClient"]
 
@@ -114,6 +116,24 @@ class EmulatorClient:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("lambdapool_project", "the Chalice project the lambdapool fixture serves (default: rootdir)")
+    parser.addini(
+        "lambdapool_fast_cold_starts",
+        "skip the cold-start wait for what a fresh interpreter spends importing the app's libraries "
+        "(lambdapool local --fast-cold-starts); faithful to Lambda (false) by default",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "lambdapool_async_retry_delay_s",
+        "the wait before retrying a failed asynchronous invocation (lambdapool local --async-retry-delay-s); "
+        "Lambda's 60 s by default",
+        default=str(ASYNC_RETRY_DELAY_S),
+    )
+    parser.addini(
+        "lambdapool_gateway_timeout_s",
+        "API Gateway's integration timeout on routes (lambdapool local --gateway-timeout-s); 29 s by default",
+        default=str(API_GATEWAY_TIMEOUT_S),
+    )
 
 
 @pytest.fixture
@@ -124,9 +144,21 @@ def lambdapool_project(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture
-def lambdapool(lambdapool_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorClient]:
-    """``lambdapool local`` for the project, on a free port, with moto as its AWS; stopped afterwards."""
-    emulator = Emulator(lambdapool_project, port=0, state_dir=tmp_path_factory.mktemp("lambdapool-state"))
+def lambdapool(
+    lambdapool_project: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[EmulatorClient]:
+    """``lambdapool local`` for the project, on a free port, with moto as its AWS; stopped afterwards. The
+    ini options ``lambdapool_fast_cold_starts``, ``lambdapool_async_retry_delay_s`` and
+    ``lambdapool_gateway_timeout_s`` set what the command line flags of the same names set."""
+    config = request.config
+    emulator = Emulator(
+        lambdapool_project,
+        port=0,
+        state_dir=tmp_path_factory.mktemp("lambdapool-state"),
+        fast_cold_starts=bool(config.getini("lambdapool_fast_cold_starts")),
+        async_retry_delay_s=float(config.getini("lambdapool_async_retry_delay_s")),
+        gateway_timeout_s=float(config.getini("lambdapool_gateway_timeout_s")),
+    )
     emulator.start()
     try:
         emulator.serve_in_thread()

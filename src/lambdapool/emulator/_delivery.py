@@ -92,7 +92,8 @@ class Deliveries:
     ):
         self._retry_delay_s = retry_delay_s
         self._max_age_s = max_age_s
-        self._async_retry_delay_s = async_retry_delay_s
+        #: The wait before a failed event's first retry (the second waits twice as long).
+        self.async_retry_delay_s = async_retry_delay_s
         self._clock = clock
         self._lock = threading.Lock()
         self._retries_due = threading.Condition(self._lock)
@@ -277,7 +278,7 @@ class Deliveries:
         retries left and is younger than its maximum age. Returns whether it will be retried."""
         if delivery.attempt > delivery.retries or isinstance(error, (Cancelled, QueueTimeout)):
             return False
-        due = self._clock() + self._async_retry_delay_s * 2 ** (delivery.attempt - 1)
+        due = self._clock() + self.async_retry_delay_s * 2 ** (delivery.attempt - 1)
         if due - delivery.accepted_at > self._max_age(delivery):
             return False
         with self._lock:

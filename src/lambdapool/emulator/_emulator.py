@@ -209,6 +209,14 @@ class Emulator:
             "forkServer": fork_server,
             # what a fresh interpreter spends starting with the preloaded libraries, and what each cold start adds
             "coldStarts": cold_starts,
+            # the Lambda and API Gateway figures this emulator applies (each a flag of lambdapool local)
+            "fidelity": {
+                "gatewayTimeoutS": self.gateway_timeout_s,
+                "initLimitS": self.init_limit_s,
+                "asyncRetryDelayS": self.deliveries.async_retry_delay_s,
+                "keepWarmS": self.keep_warm_s,
+                "freeze": self.freeze,
+            },
             "services": self.catalog.status(lambda runtime: {"asyncQueue": {"depth": self.deliveries.depth(runtime)}}),
         }
 
