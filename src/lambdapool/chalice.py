@@ -339,6 +339,15 @@ def _json_response(body: Any, status: int = 200, headers: dict[str, str] | None 
     return Response(body=body, status_code=status, headers={**_JSON_HEADERS, **(headers or {})})
 
 
+def _checked_json_response(app: Chalice, body: Any) -> Response:
+    """A 200 with ``body`` as JSON, checked at its size once encoded into the API handler's response: over
+    Lambda's limit, it would be API Gateway's bare 502 deployed, so it is answered here instead
+    (:class:`ResponseSizeTooLarge`), the same way everywhere."""
+    encoded = json.dumps(body, separators=(",", ":"))
+    check_response(200, _JSON_HEADERS, encoded, binary_types=app.api.binary_types)
+    return _json_response(encoded)
+
+
 def _answer(view: Callable[..., Response]) -> Callable[..., Response]:
     """A view that answers every :class:`LambdapoolError` with its envelope and status."""
 
@@ -375,11 +384,7 @@ def _register_routes(blueprint: Blueprint, app: Chalice, service: Service, endpo
             "timing": timing,
             "apiContext": {"serviceId": endpoint.service_id, "endpointId": endpoint.endpoint_id, **api_context},
         }
-        # What this handler returns to API Gateway is a Lambda response too: over the limit once encoded, it
-        # would be API Gateway's bare 502 deployed. Answered here instead, the same way everywhere.
-        encoded_body = json.dumps(body, separators=(",", ":"))
-        check_response(200, _JSON_HEADERS, encoded_body, binary_types=app.api.binary_types)
-        return _json_response(encoded_body)
+        return _checked_json_response(app, body)
 
     def submit_view() -> Response:
         arguments = _arguments(app, service, endpoint, ASYNC_PAYLOAD_LIMIT_BYTES)
@@ -424,6 +429,6 @@ def _register_task_route(blueprint: Blueprint, app: Chalice) -> None:
         request = app.current_request
         if request is not None and request.method == "DELETE":
             record = store.update(task_id, lambda latest: latest.ended_with(Cancelled.unstoppable())) or record
-        return _json_response(record.to_json())
+        return _checked_json_response(app, record.to_json())
 
     blueprint.route(TASK_PATH, methods=["GET", "DELETE"])(_named(_answer(task_view), "lambdapool_task"))

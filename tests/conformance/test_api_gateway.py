@@ -237,3 +237,19 @@ def test_a_body_under_6_mb_whose_event_is_over_it_is_refused(emulator: Emulator)
 
     check_event_too_large(answer.status_code, answer.json())
     assert run(emulator, "size", {"rows": ['"q"'] * 1000}).json()["response"] == 1000
+
+
+def test_a_task_whose_result_escapes_over_6_mb_cannot_be_read_through_the_gateway(emulator: Emulator) -> None:
+    submitted = requests.post(
+        f"{emulator.url}/public/api/v1/gw/strings/submit", data=json.dumps({"n": ESCAPES_OVER}), timeout=60
+    )
+    task_id = submitted.json()["taskId"]
+
+    def read() -> requests.Response:
+        return requests.get(f"{emulator.url}/public/api/v1/tasks/{task_id}", timeout=60)
+
+    wait_for(lambda: read().status_code != 200, "the task to finish")  # QUEUED and RUNNING are small
+
+    answer = read()
+    check_response_too_large(answer.status_code, answer.json())
+    assert emulator.tasks.store.get(task_id).status.value == "DONE"  # the task itself succeeded

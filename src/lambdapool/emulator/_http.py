@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -157,7 +158,9 @@ class EmulatorApp:
         self.host.catalog.service(record.service_id, request.headers.get("Authorization"))  # its key guards it
         if request.method == "DELETE":
             record = tasks.cancel(task_id) or record
-        return json_response(record.to_json())
+        body = json.dumps(record.to_json(), separators=(",", ":")).encode()  # as the deployed route encodes it
+        check_response(200, JSON_HEADERS, body)  # a large result can make it too big for API Gateway
+        return json_response(body)
 
     def list_tasks(self, request: Request) -> Response:
         """Tasks, oldest first, filtered by ``serviceId``, ``endpointId`` and ``status`` query parameters: at
