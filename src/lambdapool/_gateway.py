@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -149,7 +150,7 @@ def encoded_event_size(
     headers: Headers,
     body: bytes,
     *,
-    query: Mapping[str, list[str]] | None = None,
+    query: Mapping[str, list[str]] | str | None = None,
     path_parameters: Mapping[str, str] | None = None,
     resource: str | None = None,
     stage: str = "api",
@@ -157,7 +158,10 @@ def encoded_event_size(
 ) -> int:
     """The size in bytes of the proxy event API Gateway would send the API handler for this request: the
     event's JSON, headers as sent (once single-valued, once as lists), query string parameters, the request
-    context and the body as a JSON string (base64 for a binary content type)."""
+    context and the body as a JSON string (base64 for a binary content type). ``query`` is the parsed query
+    string, or the query string as sent."""
+    if isinstance(query, str):
+        query = urllib.parse.parse_qs(query, keep_blank_values=True)
     pairs = list(headers.items())
     content_type = next((value for name, value in pairs if name.lower() == "content-type"), None)
     binary = is_binary(content_type, binary_types)
@@ -224,7 +228,12 @@ def check_event(
     """Raise :class:`PayloadTooLarge` if this request's proxy event (:func:`encoded_event_size`; ``route``
     takes its keyword arguments) is over Lambda's limit: the API handler would never be invoked."""
     header_bytes = sum(len(name) + len(value) for name, value in headers.items()) * 2
-    if not _may_exceed(len(body) + header_bytes, limit_bytes):
+    query = route.get("query")
+    if isinstance(query, str):
+        query_bytes = len(query) * 2
+    else:
+        query_bytes = sum(len(name) + sum(map(len, values)) for name, values in (query or {}).items()) * 2
+    if not _may_exceed(len(body) + header_bytes + query_bytes, limit_bytes):
         return
     size = encoded_event_size(method, path, headers, body, **route)
     if size > limit_bytes:

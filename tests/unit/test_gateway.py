@@ -144,3 +144,12 @@ def test_the_gateway_timeout_is_api_gateways_body() -> None:
 
     assert (error.status, error.to_body(), error.headers()) == (504, {"message": "Endpoint request timed out"}, {})
     assert json.loads(error.to_json()) == {"message": "Endpoint request timed out"}
+
+
+def test_the_query_string_counts_in_the_event_parsed_or_as_sent() -> None:
+    as_sent = encoded_event_size("GET", "/r", {}, b"", query="a=1&a=2&b=")
+    parsed = encoded_event_size("GET", "/r", {}, b"", query={"a": ["1", "2"], "b": [""]})
+
+    assert as_sent == parsed > encoded_event_size("GET", "/r", {}, b"")
+    with pytest.raises(PayloadTooLarge):
+        check_event("GET", "/r", {}, b"", query="q=" + "x" * (4 * 2**20))  # twice in the event: single and multi

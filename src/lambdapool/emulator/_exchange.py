@@ -59,8 +59,8 @@ class Exchange:
     def run(self, payload: bytes, give_up_at: float | None = None) -> CallResult:
         """Send the call and answer it; raises its :class:`LambdapoolError`, or :class:`StillRunning` if no
         reply came by ``give_up_at``."""
-        self._send(payload)
-        if give_up_at is None:
+        deadline = self._send(payload)
+        if give_up_at is None or deadline <= give_up_at:  # the call ends (killed at worst) before the caller gives up
             return _answered(self._settle(None))
         outcome = self._settle(max(0.0, give_up_at - self._clock()))
         if outcome is None:
@@ -75,7 +75,8 @@ class Exchange:
             started = max(self._ticket.arrived, self._pipeline.init_rerun_at)
         return started + self._spec.timeout_s
 
-    def _send(self, payload: bytes) -> None:
+    def _send(self, payload: bytes) -> float:
+        """Send the call; returns its deadline."""
         ticket, pipeline = self._ticket, self._pipeline
         header: dict[str, Any] = {
             "op": "call",
@@ -97,14 +98,16 @@ class Exchange:
             if ticket.on_start is not None:
                 ticket.on_start()
             healthy = False
+            deadline = self.deadline()
             try:
-                pipeline.send(header, payload, self.deadline())
+                pipeline.send(header, payload, deadline)
             except (ChannelClosed, OSError, ValueError):
                 raise self._death_error() from None
             sent = True
         finally:
             if not sent:
                 self._release(healthy)
+        return deadline
 
     def _settle(self, wait_s: float | None) -> CallResult | None:
         """Receive the reply and answer it; ``None`` if none came within ``wait_s`` (settle again later)."""

@@ -133,7 +133,7 @@ class EmulatorApp:
         """Call and wait: 200 with the envelope, or the error."""
         runtime = self.host.catalog.callable_endpoint(service_id, endpoint_id, request.headers.get("Authorization"))
         raw = read_body(request, self.host.max_body_bytes)
-        check_event(request.method, request.path, request.headers, raw, query=request.args.to_dict(flat=False))
+        check_event(request.method, request.path, request.headers, raw, query=request.query_string.decode("latin-1"))
         arguments = runtime.spec.parameters.bind(parse_body(raw))
         # The pipeline parses the body again: pass it on as sent when that parse is sure to agree.
         payload = raw if raw[:1] == b"{" else None
