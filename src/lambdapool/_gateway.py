@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sys
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -137,6 +138,15 @@ def is_binary(content_type: str | None, binary_types: Iterable[str] = CHALICE_BI
     return False
 
 
+def _chalice_encodes(content_type: str, binary_types: Iterable[str]) -> bool:
+    """Whether Chalice base64-encodes a response of ``content_type`` (``Response.to_dict``: ``*/*`` on either
+    side, or one of the header's parts among ``binary_types``; a JSON body too, if its type is listed)."""
+    content_type = content_type.lower()
+    types = {pattern.lower() for pattern in binary_types}
+    parts = {part.strip() for part in re.split("[,;]", content_type)}
+    return "*/*" in content_type or "*/*" in types or bool(types & parts)
+
+
 def _body_text(body: bytes | str, binary: bool) -> str:
     if binary:
         raw = body.encode() if isinstance(body, str) else body
@@ -200,8 +210,8 @@ def encoded_response_size(
 ) -> int:
     """The size in bytes of the response a Chalice API handler returns to API Gateway for this answer, as the
     Lambda Python runtime writes it (``Response.to_dict``'s shape, base64 for a binary content type)."""
-    content_type = next((value for name, value in headers.items() if name.lower() == "content-type"), None)
-    binary = is_binary(content_type, binary_types) and content_type != "application/json"
+    content_type = next((value for name, value in headers.items() if name.lower() == "content-type"), "")
+    binary = _chalice_encodes(content_type, binary_types)
     response: dict[str, Any] = {"headers": dict(headers), "multiValueHeaders": {}, "statusCode": status, "body": ""}
     if binary:
         response["isBase64Encoded"] = True

@@ -153,3 +153,24 @@ def test_the_query_string_counts_in_the_event_parsed_or_as_sent() -> None:
     assert as_sent == parsed > encoded_event_size("GET", "/r", {}, b"")
     with pytest.raises(PayloadTooLarge):
         check_event("GET", "/r", {}, b"", query="q=" + "x" * (4 * 2**20))  # twice in the event: single and multi
+
+
+@pytest.mark.parametrize(
+    ("headers", "binary_types"),
+    [
+        (JSON, ["*/*"]),
+        (JSON, ["application/json"]),
+        ({"Content-Type": "image/png"}, ["image/png"]),
+        ({"Content-Type": "text/plain; charset=utf-8"}, ["text/plain"]),
+        ({"Content-Type": "image/png"}, ["image/*"]),  # Chalice matches no partial wildcard: not encoded
+    ],
+)
+def test_the_response_is_base64_exactly_when_chalice_encodes_it(
+    headers: dict[str, str], binary_types: list[str]
+) -> None:
+    body = '{"response":"' + "x" * 3000 + '"}'
+    as_dict = Response(body=body.encode(), headers=headers).to_dict(binary_types)
+    if not as_dict.get("isBase64Encoded"):
+        as_dict = Response(body=body, headers=headers).to_dict(binary_types)
+
+    assert encoded_response_size(200, headers, body, binary_types) == len(json.dumps(as_dict).encode())

@@ -424,6 +424,21 @@ def test_the_call_that_waited_for_an_init_run_again_has_its_timeout_counted_from
     rerun_start.open()
 
     assert json.loads(call.result().result) == rerun_at + 5  # not 3 s later, when the call reached the function
+    assert launcher.launched[1].headers[0]["timeoutS"] == 2.0  # and the function is told it has 2 s left
+
+
+def test_the_exit_of_a_pipeline_whose_init_ran_again_elsewhere_is_still_reported_to_it(
+    make_runtime: MakeRuntime,
+) -> None:
+    starts = iter([Gate(), None])
+    launcher = FakeLauncher(lambda label: FakePipeline(label, start_gate=next(starts)))
+    runtime = make_runtime(Pool(floor=0, cruise=0, ceil=1, queue=0), launcher, init_limit_s=0.05)
+    runtime.call({})
+    first, again = launcher.launched
+
+    assert runtime.on_exit(first.pid, 9) is True
+
+    assert first.reported_exits == [9] and again.reported_exits == []  # the one run again is left alone
 
 
 def test_an_init_run_again_past_timeout_s_fails_the_call_with_a_timeout(make_runtime: MakeRuntime) -> None:
@@ -966,6 +981,27 @@ def test_close_ends_a_call_going_on_after_its_caller_gave_up(make_runtime: MakeR
 
     assert detached_threads() == []  # joined by close
     assert launcher.launched[0].kill_reason is KillReason.SHUTDOWN
+
+
+def test_a_caller_giving_up_as_the_runtime_closes_leaves_no_thread_behind(
+    make_runtime: MakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gates = {"a": Gate()}
+    launcher = launcher_with(handler_with_gates(gates))
+    runtime = loaded(make_runtime(Pool(floor=1, cruise=1, ceil=1, queue=0), launcher, clock=time.monotonic), idle=1)
+    detach = runtime._detach
+
+    def close_first(ticket: Any, rest: Any) -> None:  # forces the interleaving: close() runs, then the hand-off
+        runtime.close()
+        detach(ticket, rest)
+
+    monkeypatch.setattr(runtime, "_detach", close_first)
+
+    with pytest.raises(GatewayTimeout):
+        runtime.call({"n": "a"}, give_up_after_s=0.05)
+
+    assert detached_threads() == []  # the hand-off finished the call where it was (it failed at once)
+    assert counters(runtime)["failed"] == 1
 
 
 def test_a_call_answered_within_the_bound_is_not_cut(make_runtime: MakeRuntime) -> None:

@@ -75,13 +75,21 @@ class Exchange:
             started = max(self._ticket.arrived, self._pipeline.init_rerun_at)
         return started + self._spec.timeout_s
 
+    def _seconds_left(self, deadline: float) -> float:
+        """The time the function is told it has: ``timeout_s``, less what an init run again took."""
+        if self._ticket.cold and self._pipeline.init_rerun_at is not None:
+            return max(0.0, round(deadline - self._clock(), 3))
+        return self._spec.timeout_s
+
     def _send(self, payload: bytes) -> float:
         """Send the call; returns its deadline."""
         ticket, pipeline = self._ticket, self._pipeline
+        deadline = self.deadline()
         header: dict[str, Any] = {
             "op": "call",
             "requestId": ticket.request_id,
-            "timeoutS": self._spec.timeout_s,
+            # what the function is told it has left (less than timeout_s after an init run again in the call)
+            "timeoutS": self._seconds_left(deadline),
             "cold": ticket.cold,
         }
         if ticket.lambda_event:
@@ -98,7 +106,6 @@ class Exchange:
             if ticket.on_start is not None:
                 ticket.on_start()
             healthy = False
-            deadline = self.deadline()
             try:
                 pipeline.send(header, payload, deadline)
             except (ChannelClosed, OSError, ValueError):

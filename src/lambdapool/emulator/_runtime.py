@@ -73,6 +73,7 @@ class EndpointRuntime:
         self._pipelines: dict[int, PipelineHandle] = {}
         self._start_errors: dict[int, LambdapoolError] = {}
         self._detached: set[threading.Thread] = set()  # calls going on after their caller gave up
+        self._replaced: dict[int, PipelineHandle] = {}  # by pid: pipelines whose init runs again elsewhere
         self._closed = False
         self._memory_limit_bytes = spec.memory_mb * 2**20
         self._id_prefix = uuid.uuid4().hex[:12]
@@ -242,11 +243,16 @@ class EndpointRuntime:
     def on_exit(self, pid: int, status: int) -> bool:
         """The fork server reports that ``pid`` ended; returns whether it was one of this endpoint's."""
         with self._lock:
+            replaced = self._replaced.pop(pid, None)
             found = next(((i, p) for i, p in self._pipelines.items() if p.pid == pid), None)
-            if found is None:
-                return False
-            pool_id, pipeline = found
-            died_idle = pipeline.kill_reason is None and self._core.state_of(pool_id) is PipelineState.IDLE
+            if found is not None:
+                pool_id, pipeline = found
+                died_idle = pipeline.kill_reason is None and self._core.state_of(pool_id) is PipelineState.IDLE
+        if replaced is not None:
+            replaced.mark_exited(status)
+            return True
+        if found is None:
+            return False
         pipeline.mark_exited(status)
         if died_idle:  # killed from outside while idle: forget it so that no call is sent to it
             self._finish(pool_id, pipeline, healthy=False)
@@ -324,8 +330,13 @@ class EndpointRuntime:
 
         thread = threading.Thread(target=finish, name=f"lambdapool-detached-{ticket.request_id}")
         with self._lock:
-            self._detached.add(thread)
-        thread.start()
+            closing = self._closed  # close() has taken its list of threads to join: finish here (it fails at once)
+            if not closing:
+                self._detached.add(thread)
+        if closing:
+            finish()
+        else:
+            thread.start()
 
     def _wait_for_pipeline(self, ticket: Ticket, give_up_at: float | None = None) -> bool:
         """Wait until the call has a pipeline or an error; ``False`` once ``give_up_at`` has come first."""
@@ -450,10 +461,14 @@ class EndpointRuntime:
         return f"{self.spec.lambda_name}-{pool_id}"
 
     def _launched(self, pool_id: int, pipeline: PipelineHandle) -> bool:
-        """A pipeline was launched for ``pool_id``: keep it (``False`` once closed: the starter kills it)."""
+        """A pipeline was launched for ``pool_id``: keep it (``False`` once closed: the starter kills it). One
+        it replaces (an init run again) is kept until its exit is reported."""
         with self._lock:
             if self._closed:
                 return False
+            replaced = self._pipelines.get(pool_id)
+            if replaced is not None and replaced is not pipeline:
+                self._replaced[replaced.pid] = replaced
             self._pipelines[pool_id] = pipeline
             return True
 
