@@ -4,9 +4,7 @@ response, against a real emulator and, for what the adapter answers, against the
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,15 +12,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 import requests
-from botocore.config import Config
 from chalice.test import Client as ChaliceClient
 
 from lambdapool.emulator import Emulator
 
-from .conftest import APPS
+from ..lambda_events import api_gateway_event
+from .conftest import APPS, app_module, lambda_client, served
 
 GATEWAY_APP = APPS / "gateway"
 #: The emulator's gateway timeout in these tests: API Gateway's 29 s, scaled down.
@@ -34,35 +31,14 @@ TIMED_OUT = {"message": "Endpoint request timed out"}
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    started = Emulator(
-        GATEWAY_APP,
-        port=0,
-        state_dir=tmp_path_factory.mktemp("state"),
-        aws="none",
-        fast_cold_starts=True,
-        gateway_timeout_s=CUT_S,
-    )
-    try:
-        started.start()
-        started.serve_in_thread()
+    with served(GATEWAY_APP, tmp_path_factory.mktemp("state"), gateway_timeout_s=CUT_S) as started:
         yield started
-    finally:
-        started.close()
 
 
 @pytest.fixture(scope="module")
 def gateway_module() -> Iterator[ModuleType]:
-    """``apps/gateway/app.py`` imported in this process, as Lambda's runtime imports it."""
-    name = "conformance_gateway_app"
-    spec = importlib.util.spec_from_file_location(name, GATEWAY_APP / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
+    with app_module(GATEWAY_APP, "conformance_gateway_app") as module:
         yield module
-    finally:
-        sys.modules.pop(name, None)
 
 
 def run(emulator: Emulator, endpoint: str, body: Any) -> requests.Response:
@@ -120,14 +96,7 @@ def test_a_call_queued_when_the_gateway_gives_up_still_runs_in_its_turn(emulator
 
 def test_the_invoke_api_is_not_behind_api_gateway_and_is_not_cut(emulator: Emulator, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    client = boto3.client(
-        "lambda",
-        endpoint_url=emulator.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"total_max_attempts": 1}, read_timeout=60),
-    )
+    client = lambda_client(emulator)
     answers: list[dict[str, Any]] = []
     invoking = threading.Thread(
         target=lambda: answers.append(client.invoke(FunctionName="gw-held", Payload=json.dumps({"gate": str(gate)})))
@@ -194,26 +163,13 @@ def test_deployed_the_api_handler_answers_the_same_instead_of_api_gateways_502(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     path = "/public/api/v1/gw/strings/run"
-    event = {
-        "resource": path,
-        "path": path,
-        "httpMethod": "POST",
-        "headers": {"Content-Type": "application/json"},
-        "multiValueHeaders": {"Content-Type": ["application/json"]},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {"resourcePath": path, "httpMethod": "POST", "path": f"/api{path}", "stage": "api"},
-        "isBase64Encoded": False,
-    }
     before = counters(emulator, "strings")["succeeded"]
 
-    answer = gateway_module.app({**event, "body": json.dumps({"n": ESCAPES_OVER})}, LambdaContext())
+    answer = gateway_module.app(api_gateway_event(path, {"n": ESCAPES_OVER}), LambdaContext())
 
     check_response_too_large(answer["statusCode"], json.loads(answer["body"]))
     assert counters(emulator, "strings")["succeeded"] == before + 1  # the function's own Lambda returned it
-    small = gateway_module.app({**event, "body": json.dumps({"n": 3})}, LambdaContext())
+    small = gateway_module.app(api_gateway_event(path, {"n": 3}), LambdaContext())
     assert json.loads(small["body"])["response"] == ["a", "a", "a"]
 
 

@@ -10,14 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests
-from botocore.config import Config
 
 from lambdapool.emulator import Emulator
 
-from .conftest import APPS
+from .conftest import APPS, lambda_client, served
 
 #: The Init limit in these tests: Lambda's 10 s, scaled down (the app's slow inits take 1 and 2 s).
 INIT_LIMIT_S = 0.5
@@ -32,20 +30,8 @@ def init_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def emulator(tmp_path_factory: pytest.TempPathFactory, init_log: Path) -> Iterator[Emulator]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SLOW_INIT_LOG", str(init_log))  # the pipelines inherit it
-        started = Emulator(
-            APPS / "slow_init",
-            port=0,
-            state_dir=tmp_path_factory.mktemp("state"),
-            aws="none",
-            fast_cold_starts=True,
-            init_limit_s=INIT_LIMIT_S,
-        )
-        try:
-            started.start()
-            started.serve_in_thread()
+        with served(APPS / "slow_init", tmp_path_factory.mktemp("state"), init_limit_s=INIT_LIMIT_S) as started:
             yield started
-        finally:
-            started.close()
 
 
 def run(emulator: Emulator, endpoint: str) -> requests.Response:
@@ -86,14 +72,7 @@ def test_an_init_run_again_past_timeout_s_fails_the_call_as_a_timeout(emulator: 
 
 
 def test_the_invoke_api_answers_lambdas_sandbox_timedout_for_it(emulator: Emulator) -> None:
-    client = boto3.client(
-        "lambda",
-        endpoint_url=emulator.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"total_max_attempts": 1}, read_timeout=60),
-    )
+    client = lambda_client(emulator)
 
     answer = client.invoke(FunctionName="slowinit-dev-slow-short", Payload=b"{}")
 

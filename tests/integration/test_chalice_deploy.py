@@ -22,6 +22,7 @@ import pytest
 
 from lambdapool._deploy import runtime_files
 
+from ..lambda_events import api_gateway_event
 from .conftest import SAMPLE_APP
 from .moto_aws import moto_server
 
@@ -149,31 +150,6 @@ HANDLER_SCRIPT = textwrap.dedent(
     print(json.dumps({"answers": answers, "modules": loaded}))
     """
 )
-
-
-def api_gateway_event(path: str, body: object) -> dict[str, Any]:
-    """A REST API (v1) proxy event as API Gateway sends it to Chalice's handler."""
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": "POST",
-        "headers": {"Content-Type": "application/json"},
-        "multiValueHeaders": {"Content-Type": ["application/json"]},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": path,
-            "httpMethod": "POST",
-            "path": f"/api{path}",
-            "stage": "api",
-            "requestId": "request-1",
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": json.dumps(body),
-        "isBase64Encoded": False,
-    }
 
 
 def run_package(package_dir: Path, runtime_dir: Path, calls: list[Any], env: dict[str, str]) -> dict[str, Any]:
