@@ -59,7 +59,7 @@ def runtime_files(package_dir: Path = Path(__file__).parent) -> list[str]:
 def project_endpoints(project: Project) -> list[EndpointSpec]:
     """Every endpoint ``app.py`` declares, pool files applied (the app is loaded in a child process)."""
     with ForkServer() as forkserver:
-        services = describe_project(forkserver, project)
+        services = describe_project(forkserver, project).services
     return [endpoint for service in services for endpoint in service.endpoints]
 
 

@@ -45,6 +45,7 @@ def _banner(emulator: Emulator) -> str:
                 f"pool floor={pool.floor} cruise={pool.cruise} ceil={pool.ceil} queue={pool.queue} "
                 f"timeout_ms={pool.timeout_ms}  timeout_s={spec.timeout_s} memory_mb={spec.memory_mb}"
             )
+    lines += _app_lines(emulator)
     aws = {
         AwsMode.MOTO: f"local AWS (moto): {emulator.aws.endpoint_url}",
         AwsMode.REAL: "AWS: your real account (--aws real)",
@@ -58,6 +59,26 @@ def _banner(emulator: Emulator) -> str:
         "Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)
+
+
+def _app_lines(emulator: Emulator) -> list[str]:
+    """The app's own routes with the API handler's pool, and what is not emulated."""
+    catalog = emulator.catalog
+    lines: list[str] = []
+    if catalog.api_handler is not None:
+        spec = catalog.api_handler.spec
+        pool = spec.pool
+        lines.append(
+            f"app routes (function api_handler: pool floor={pool.floor} cruise={pool.cruise} ceil={pool.ceil} "
+            f"queue={pool.queue}  timeout_s={spec.timeout_s} memory_mb={spec.memory_mb})"
+        )
+        for path, methods in catalog.app_routes.routes:
+            lines.append(f"  {','.join(methods)} {emulator.url}{path}")
+    if catalog.app_routes.not_emulated:
+        lines.append(
+            "not emulated (chalice local does not run them either): " + ", ".join(catalog.app_routes.not_emulated)
+        )
+    return lines
 
 
 def _positive_float(text: str) -> float:

@@ -10,6 +10,7 @@ from .._invocation import DEFAULT_REGION
 from .._keys import check_api_key
 from .._model import EndpointSpec, ServiceSpec
 from .._triggers import TriggerKind
+from ._app_routes import AppRoutes
 from ._runtime import EndpointRuntime
 
 
@@ -34,6 +35,9 @@ class Catalog:
 
     ``deployed_name`` gives the name Chalice deploys a function under (``{app}-{stage}-{name}``): the Lambda
     Invoke API finds an endpoint by that name, by its bare ``{service}-{endpoint}`` name or by an ARN.
+
+    ``app_routes`` are the Chalice app's own routes; with some, ``api_handler`` (the spec of the function
+    that serves them) gets a runtime too, :attr:`api_handler`.
     """
 
     def __init__(
@@ -43,6 +47,8 @@ class Catalog:
         deployed_name: Callable[[str], str] = lambda name: name,
         qualifiers: Iterable[str] = (),
         region: str = DEFAULT_REGION,
+        app_routes: AppRoutes | None = None,
+        api_handler: EndpointSpec | None = None,
     ):
         self.deployed_name = deployed_name
         #: The region the functions run in (what their ARNs and events name).
@@ -57,13 +63,32 @@ class Catalog:
             self.services[spec.service_id] = ServedService(spec, endpoints)
             for runtime in endpoints.values():
                 if not runtime.spec.inline:  # an inline endpoint has no Lambda function of its own on AWS
-                    for name in (deployed_name(runtime.spec.lambda_name), runtime.spec.lambda_name):
-                        self._functions.setdefault(name, runtime)
+                    self._name(runtime)
+        #: The app's own routes, and which paths they serve.
+        self.app_routes = app_routes or AppRoutes()
+        self.route_table = self.app_routes.matcher()
+        #: The runtime of the function that serves the app's routes (when it has some).
+        self.api_handler: EndpointRuntime | None = None
+        if api_handler is not None and self.app_routes.routes:
+            self.api_handler = runtime_for(api_handler)
+            self._name(self.api_handler)
+
+    def _name(self, runtime: EndpointRuntime) -> None:
+        for name in (self.deployed_name(runtime.spec.lambda_name), runtime.spec.lambda_name):
+            self._functions.setdefault(name, runtime)
 
     def runtimes(self) -> Iterator[EndpointRuntime]:
-        """Every endpoint's runtime, service by service, in declaration order."""
+        """Every endpoint's runtime, service by service, in declaration order, then the API handler's."""
         for service in list(self.services.values()):
             yield from list(service.endpoints.values())
+        if self.api_handler is not None:
+            yield self.api_handler
+
+    def app_status(self) -> dict[str, Any] | None:
+        """The app's own routes and the status of the function serving them (``None`` without routes)."""
+        if self.api_handler is None:
+            return None
+        return {"routes": self.app_routes.to_json()["routes"], "apiHandler": self.api_handler.status()}
 
     def service(self, service_id: str, authorization: str | None) -> ServedService:
         """The service, if ``authorization`` carries one of its keys; raises :class:`NotFound` or

@@ -19,6 +19,7 @@ from .._gateway import API_GATEWAY_TIMEOUT_S
 from .._invocation import region_of
 from .._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec
 from .._triggers import TriggerKind
+from ._app_routes import api_handler_spec
 from ._aws import AwsMode, LocalAws
 from ._catalog import Catalog, ServedService
 from ._delivery import ASYNC_RETRY_DELAY_S, Deliveries, trigger_delivery
@@ -122,11 +123,20 @@ class Emulator:
                 preload=[*BASE_PRELOAD, *third_party_imports(self.project.app_path)], on_exit=self._on_pipeline_exit
             )
             self._forkserver.start()
-            services = describe_project(self._forkserver, self.project, self.aws.environment())
+            described = describe_project(self._forkserver, self.project, self.aws.environment())
             alias = self.project.function_environment("").get(QUALIFIER_VARIABLE)
             region = region_of(self.aws.environment(), os.environ)  # what the pipelines see, as the project does
             aliases = [alias] if alias else []
-            self.catalog = Catalog(services, self._runtime_for, self.project.deployed_name, aliases, region)
+            api_handler = api_handler_spec(self.project.app_name, self.stage, self.project.chalice_config)
+            self.catalog = Catalog(
+                described.services,
+                self._runtime_for,
+                self.project.deployed_name,
+                aliases,
+                region,
+                app_routes=described.app,
+                api_handler=api_handler,
+            )
             for runtime in self.catalog.runtimes():
                 runtime.load()
             self._start_triggers()
@@ -218,6 +228,7 @@ class Emulator:
                 "freeze": self.freeze,
             },
             "services": self.catalog.status(lambda runtime: {"asyncQueue": {"depth": self.deliveries.depth(runtime)}}),
+            "appRoutes": self.catalog.app_status(),
         }
 
     # -- internals ------------------------------------------------------------------------------------

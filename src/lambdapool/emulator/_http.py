@@ -24,6 +24,7 @@ from .._keys import is_authorized
 from .._model import ASYNC_PAYLOAD_LIMIT_BYTES
 from .._names import ID_PATTERN
 from .._tasks import TaskState
+from ._app_routes import gateway_failure, route_request, route_response
 from ._catalog import Catalog
 from ._delivery import Deliveries, trigger_delivery
 from ._lambda_api import invoke
@@ -33,6 +34,8 @@ from ._scheduler import scheduled_event
 from ._tasks import TaskRunner
 
 log = logging.getLogger("lambdapool.http")
+#: Paths only the emulator serves, whatever routes the app declares.
+RESERVED_PREFIXES = ("/public/api/v1/", "/__lambdapool__/", "/2015-03-31/")
 #: The headers of a JSON answer, as the adapter's run route sends them.
 JSON_HEADERS = {"Content-Type": "application/json"}
 #: The task list's page size: by default, and at most.
@@ -118,7 +121,14 @@ class EmulatorApp:
     def dispatch(self, request: Request) -> Response:
         """The response to ``request``: its view's, or an error envelope."""
         try:
-            view, arguments = match_route(self.routes, request.method, request.path)
+            if self._app_serves(request.path):
+                return self.app_route(request)
+            try:
+                view, arguments = match_route(self.routes, request.method, request.path)
+            except (NotFound, MethodNotAllowed):
+                if self.host.catalog.api_handler is None or request.path.startswith(RESERVED_PREFIXES):
+                    raise
+                return self.app_route(request)  # Chalice's gateway answers what API Gateway would (403)
             return view(request, **arguments)
         except LambdapoolError as error:
             return error_response(error)
@@ -127,7 +137,39 @@ class EmulatorApp:
             body = {"errorType": "InternalError", "message": "the emulator failed", "detailedMessage": "see its log"}
             return json_response(body, 500)
 
+    def _app_serves(self, path: str) -> bool:
+        """Whether one of the app's own routes serves ``path``: those win over the emulator's paths outside
+        its reserved prefixes (``/metrics``), as ``chalice local`` would serve them."""
+        catalog = self.host.catalog
+        return (
+            catalog.api_handler is not None
+            and not path.startswith(RESERVED_PREFIXES)
+            and catalog.route_table.serves(path)
+        )
+
     # -- views ----------------------------------------------------------------------------------------
+
+    def app_route(self, request: Request) -> Response:
+        """A request to the Chalice app's own routes, served by a pipeline of its API handler through
+        Chalice's local gateway, behind what API Gateway does (its timeout, its limits, its failures)."""
+        catalog = self.host.catalog
+        runtime = catalog.api_handler
+        assert runtime is not None
+        body = read_body(request, self.host.max_body_bytes)
+        query = request.query_string.decode("latin-1")
+        try:
+            check_event(
+                request.method,
+                request.path,
+                request.headers,
+                body,
+                query=query,
+                binary_types=catalog.app_routes.binary_types,
+            )
+            result = runtime.call({}, route_request(request, body), give_up_after_s=self.host.gateway_timeout_s)
+        except LambdapoolError as error:
+            return gateway_failure(error)
+        return route_response(result.result)
 
     def run(self, request: Request, service_id: str, endpoint_id: str) -> Response:
         """Call and wait: 200 with the envelope, or the error."""

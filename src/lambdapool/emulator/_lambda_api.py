@@ -89,6 +89,8 @@ def lambda_arguments(runtime: EndpointRuntime, payload: Any) -> dict[str, Any]:
         return payload if isinstance(payload, dict) else {"event": payload}
     if not isinstance(payload, dict):
         raise BadRequest.not_an_object("the event", payload)
+    if runtime.spec.kind == "api":  # the app's API handler takes API Gateway's proxy event as it is
+        return payload
     if TASK_KEY in payload:
         runtime.spec.parameters.bind(payload.get("arguments") or {})
         return payload
@@ -171,7 +173,8 @@ def invoke(host: Host, request: Request, function_name: str) -> Response:
     if runtime is None:
         named = unquote(function_name) + (f":{ref.qualifier}" if request.args.get("Qualifier") else "")
         return lambda_error(404, "ResourceNotFoundException", f"Function not found: {named}", request_id)
-    keys = host.catalog.services[runtime.spec.service_id].api_keys
+    served = host.catalog.services.get(runtime.spec.service_id)
+    keys = served.api_keys if served is not None and runtime is not host.catalog.api_handler else ()
     if not is_authorized(keys, request.headers.get("Authorization"), sigv4=True):
         return lambda_error(403, "UnrecognizedClientException", INVALID_TOKEN, request_id)
     requested = request.headers.get("X-Amz-Invocation-Type", InvocationType.REQUEST_RESPONSE.value)

@@ -35,10 +35,10 @@ def import_app(project_dir: str | Path) -> ModuleType:
     return module
 
 
-def find_services(module: ModuleType) -> list[Service]:
+def find_services(module: ModuleType, *, required: bool = True) -> list[Service]:
     """The services mounted on the module's Chalice app(s); failing that, its module-level services.
 
-    Raises :class:`AppLoadError` if there are none or two differ but share an id.
+    Raises :class:`AppLoadError` if two differ but share an id, or, when ``required``, if there are none.
     """
     found: dict[str, Service] = {}
     values = list(vars(module).values())
@@ -49,9 +49,10 @@ def find_services(module: ModuleType) -> list[Service]:
         other = found.setdefault(service.service_id, service)
         if other is not service:
             raise AppLoadError(f"two different services are named {service.service_id!r}")
-    if not found:
+    if not found and required:
         raise AppLoadError(
-            f"{getattr(module, '__file__', module)} declares no lambdapool service: create a "
-            "lambdapool.Service, declare endpoints with @service.function() and call mount(app, service)"
+            f"{getattr(module, '__file__', module)} declares no lambdapool service and no Chalice app: create "
+            "a Chalice app, or a lambdapool.Service with endpoints declared by @service.function() and mounted "
+            "with mount(app, service)"
         )
     return list(found.values())

@@ -19,6 +19,7 @@ from .._invocation import LambdaFunction, new_log_stream_name, region_of
 from .._model import EndpointSpec, Pool, ServiceSpec
 from .._names import deployed_name
 from ..chalice import handler_name
+from ._app_routes import API_HANDLER, AppRoutes
 from ._wire import recv_frame
 
 if TYPE_CHECKING:
@@ -113,9 +114,11 @@ def third_party_imports(path: Path) -> list[str]:
 
 
 class PipelineMode(str, enum.Enum):
-    """What a pipeline process does: serve one endpoint, or report the project's declarations and exit."""
+    """What a pipeline process does: serve one endpoint, serve the app's own routes (its API handler), or
+    report the project's declarations and exit."""
 
     SERVE = "serve"
+    ROUTES = "routes"
     DESCRIBE = "describe"
 
 
@@ -179,7 +182,9 @@ class Project:
         return str(self.chalice_config.get("app_name") or self.directory.name)
 
     def deployed_name(self, function_name: str) -> str:
-        """The name Chalice deploys ``function_name`` under in this stage."""
+        """The name Chalice deploys ``function_name`` under in this stage (the API handler: ``{app}-{stage}``)."""
+        if function_name == API_HANDLER:
+            return f"{self.app_name}-{self.stage}"
         return deployed_name(self.app_name, self.stage, function_name)
 
     def function_environment(self, function_name: str) -> dict[str, str]:
@@ -220,7 +225,11 @@ class Project:
         if tmp_dir is not None:
             environment.update(dict.fromkeys(TMP_VARIABLES, str(tmp_dir)))
         return PipelineConfig(
-            mode=PipelineMode.SERVE if spec is not None else PipelineMode.DESCRIBE,
+            mode=PipelineMode.DESCRIBE
+            if spec is None
+            else PipelineMode.ROUTES
+            if spec.kind == "api"
+            else PipelineMode.SERVE,
             project_dir=str(self.directory),
             service_id=spec.service_id if spec is not None else "",
             endpoint_id=spec.endpoint_id if spec is not None else "",
@@ -242,7 +251,8 @@ class Project:
         environment = {"AWS_REGION": region, "AWS_DEFAULT_REGION": region, "LAMBDA_TASK_ROOT": str(self.directory)}
         if spec is not None:
             environment.update(self.lambda_function(spec, region, new_log_stream_name()).environment())
-            environment["_HANDLER"] = f"{APP_MODULE}.{handler_name(spec)}"
+            handler = "app" if spec.kind == "api" else handler_name(spec)  # the API handler is the app itself
+            environment["_HANDLER"] = f"{APP_MODULE}.{handler}"
         return environment
 
     def with_pool_files(self, service: ServiceSpec) -> ServiceSpec:
@@ -257,11 +267,26 @@ class Project:
         return dataclasses.replace(service, endpoints=endpoints)
 
 
+def _mode(spec: EndpointSpec | None) -> PipelineMode:
+    if spec is None:
+        return PipelineMode.DESCRIBE
+    return PipelineMode.ROUTES if spec.kind == "api" else PipelineMode.SERVE
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectDescription:
+    """What ``app.py`` declares: its services (pool files applied) and, if its Chalice app has routes or
+    registrations of its own, those (``None`` for an app without a Chalice app)."""
+
+    services: list[ServiceSpec]
+    app: AppRoutes | None
+
+
 def describe_project(
     forkserver: ForkServer, project: Project, aws_environment: Mapping[str, str] | None = None
-) -> list[ServiceSpec]:
-    """The services ``app.py`` declares, pool files applied, read in a short-lived process so that no user
-    code runs here. Raises :class:`AppLoadError` with the traceback if the app fails to load."""
+) -> ProjectDescription:
+    """What ``app.py`` declares, read in a short-lived process so that no user code runs here. Raises
+    :class:`AppLoadError` with the traceback if the app fails to load."""
     _pid, sock = forkserver.spawn(project.pipeline_config(None, aws_environment=aws_environment))
     with sock:
         try:
@@ -271,4 +296,6 @@ def describe_project(
             raise AppLoadError(f"loading {project.app_path} killed its process ({exc})") from exc
     if header.get("op") == "init_error":
         raise AppLoadError(header["error"]["detailedMessage"].rstrip() + "\n" + header["error"]["message"])
-    return [project.with_pool_files(ServiceSpec.from_json(service)) for service in header["services"]]
+    services = [project.with_pool_files(ServiceSpec.from_json(service)) for service in header["services"]]
+    app = AppRoutes.from_json(header["app"]) if header.get("app") is not None else None
+    return ProjectDescription(services, app)

@@ -7,6 +7,7 @@ and reports the declared services instead, so the emulator never runs user code 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -15,6 +16,8 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any, TextIO
 
 from .._errors import ChannelClosed, FunctionError, LambdapoolError, OutOfMemory
@@ -23,6 +26,7 @@ from .._model import Endpoint, Service
 from .._names import TASK_KEY
 from .._tasks import run_task_event
 from ..chalice import trigger_event
+from ._app_routes import API_HANDLER, RouteServer, describe_app, find_chalice_app
 from ._loader import find_services, import_app
 from ._project import PipelineConfig, PipelineMode
 from ._wire import FrameReader, send_frame
@@ -110,6 +114,41 @@ def _init_failure(exc: BaseException) -> dict[str, Any]:
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class Served:
+    """What a pipeline serves: one endpoint, or the app's routes (its API handler). ``handle(payload, context,
+    lambda_event)`` runs one call and returns the result's JSON bytes."""
+
+    service_id: str
+    endpoint_id: str
+    lambda_name: str
+    memory_mb: int
+    where: str
+    folders: tuple[str, ...]
+    handle: Callable[[bytes, InvocationContext, bool], bytes]
+
+    @classmethod
+    def endpoint(cls, endpoint: Endpoint) -> Served:
+        return cls(
+            endpoint.service_id,
+            endpoint.endpoint_id,
+            endpoint.lambda_name,
+            endpoint.memory_mb,
+            endpoint.where,
+            tuple(endpoint.folders),
+            lambda payload, context, lambda_event: _call(endpoint, payload, context, lambda_event),
+        )
+
+    @classmethod
+    def routes(cls, module: ModuleType, config: PipelineConfig) -> Served:
+        app = find_chalice_app(module)
+        if app is None:
+            raise LookupError("app.py no longer has a Chalice app")
+        memory_mb = int(config.environment.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+        server = RouteServer(app)
+        return cls(config.service_id, API_HANDLER, API_HANDLER, memory_mb, "the app's routes", (), server.handle)
+
+
 def run(sock: socket.socket, config: PipelineConfig) -> int:
     """Serve ``config`` on ``sock`` until the emulator closes it; returns the exit code."""
     started = time.perf_counter()
@@ -122,17 +161,26 @@ def run(sock: socket.socket, config: PipelineConfig) -> int:
     if config.cold_start_delay_ms:
         time.sleep(config.cold_start_delay_ms / 1000)  # the provider's extra cold-start overhead being emulated
     try:
-        services = find_services(import_app(config.project_dir))
+        module = import_app(config.project_dir)
         if config.mode is PipelineMode.DESCRIBE:
-            send_frame(sock, {"op": "described", "services": [service.spec().to_json() for service in services]})
+            app = find_chalice_app(module)
+            services = find_services(module, required=app is None)
+            described = describe_app(app).to_json() if app is not None else None
+            send_frame(
+                sock,
+                {"op": "described", "services": [service.spec().to_json() for service in services], "app": described},
+            )
             return 0
-        endpoint = _find_endpoint(services, config.service_id, config.endpoint_id)
+        if config.mode is PipelineMode.ROUTES:
+            served = Served.routes(module, config)
+        else:
+            served = Served.endpoint(_find_endpoint(find_services(module), config.service_id, config.endpoint_id))
     except Exception as exc:
         send_frame(sock, _init_failure(exc))
         return 1
     init_ms = (time.perf_counter() - started) * 1000
     send_frame(sock, {"op": "ready", "pid": os.getpid(), "initMs": init_ms, "peakRssBytes": peak_rss_bytes()})
-    return _serve(sock, endpoint, config, output)
+    return _serve(sock, served, config, output)
 
 
 def _call(endpoint: Endpoint, payload: bytes, context: InvocationContext, lambda_event: bool) -> bytes:
@@ -147,10 +195,10 @@ def _call(endpoint: Endpoint, payload: bytes, context: InvocationContext, lambda
     return call_endpoint(endpoint, arguments, context)
 
 
-def _serve(sock: socket.socket, endpoint: Endpoint, config: PipelineConfig, output: CallOutput) -> int:
-    folders = [os.path.join(config.project_dir, folder) for folder in endpoint.folders]
+def _serve(sock: socket.socket, served: Served, config: PipelineConfig, output: CallOutput) -> int:
+    folders = [os.path.join(config.project_dir, folder) for folder in served.folders]
     # what the pipeline was started with, not os.environ, which init code may have changed
-    function = LambdaFunction.from_environment(config.environment, endpoint.lambda_name, endpoint.memory_mb)
+    function = LambdaFunction.from_environment(config.environment, served.lambda_name, served.memory_mb)
     calls = 0
     reader = FrameReader(sock)
     while True:
@@ -161,8 +209,8 @@ def _serve(sock: socket.socket, endpoint: Endpoint, config: PipelineConfig, outp
         calls += 1
         context = InvocationContext(
             request_id=header["requestId"],
-            service_id=endpoint.service_id,
-            endpoint_id=endpoint.endpoint_id,
+            service_id=served.service_id,
+            endpoint_id=served.endpoint_id,
             deadline=time.time() + header["timeoutS"],
             cold_start=calls == 1 and header.get("cold", False),
             pipeline_id=config.pipeline_id,
@@ -177,11 +225,11 @@ def _serve(sock: socket.socket, endpoint: Endpoint, config: PipelineConfig, outp
         exit_after = False
         reply: dict[str, Any] = {"op": "result"}
         try:
-            result = _call(endpoint, payload, context, bool(header.get("lambdaEvent")))
+            result = served.handle(payload, context, bool(header.get("lambdaEvent")))
         except FunctionError as exc:
             error: LambdapoolError = exc
             if isinstance(exc.__cause__, MemoryError):
-                error = OutOfMemory.over(endpoint.where, endpoint.memory_mb, exc.detailed_message)
+                error = OutOfMemory.over(served.where, served.memory_mb, exc.detailed_message)
                 exit_after = True
             reply = {"op": "error", "error": error.to_body()}
         except LambdapoolError as exc:
