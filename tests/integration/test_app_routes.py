@@ -194,3 +194,9 @@ def test_the_invoke_api_runs_the_api_handler_with_a_proxy_event(emulator: Emulat
 def test_registrations_chalice_local_does_not_run_are_listed(emulator: Emulator) -> None:
     assert emulator.catalog.app_routes.not_emulated == ("SQS handler on_job",)
     assert [path for path, _ in emulator.catalog.app_routes.routes][:2] == ["/", "/items/{item_id}"]
+
+
+def test_the_emulators_metrics_stay_reachable_when_the_app_has_its_own(emulator: Emulator) -> None:
+    answer = requests.get(emulator.url + "/__lambdapool__/metrics", timeout=30)
+
+    assert answer.status_code == 200 and "lambdapool_calls_total" in answer.text

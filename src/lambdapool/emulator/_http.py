@@ -111,6 +111,7 @@ class EmulatorApp:
             Route.of(rf"/__lambdapool__/schedules{endpoint}/fire", {"POST"}, self.fire),
             Route.of(r"/__lambdapool__/aws", {"GET"}, self.aws),
             Route.of(r"/metrics", {"GET"}, self.metrics),
+            Route.of(r"/__lambdapool__/metrics", {"GET"}, self.metrics),  # where an app's own /metrics shadows it
         )
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
