@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import BadRequest, FunctionError, LambdapoolError, OutputMismatch, ResultNotSerializable
 from ._names import TASK_KEY, lambda_name
+from ._types import JsonType, check, describe, hints_of, json_type
 
 if TYPE_CHECKING:
     from ._model import Endpoint
@@ -54,6 +55,9 @@ class ParameterSpec:
     optional: tuple[str, ...] = ()
     var_keyword: bool = False
     wants_context: bool = False
+    #: The JSON type of each annotated parameter (see :mod:`lambdapool._types`), and of ``**kwargs``' values.
+    types: Mapping[str, JsonType] = dataclasses.field(default_factory=dict, hash=False)
+    keyword_type: JsonType | None = dataclasses.field(default=None, hash=False)
 
     @classmethod
     def from_function(cls, function: Callable[..., Any], where: str, trigger: bool = False) -> ParameterSpec:
@@ -62,7 +66,17 @@ class ParameterSpec:
         required: list[str] = []
         optional: list[str] = []
         var_keyword = wants_context = False
+        hints = hints_of(function)
+        kinds: dict[str, JsonType] = {}
+        keyword_type: JsonType | None = None
         for parameter in inspect.signature(function).parameters.values():
+            kind = json_type(hints[parameter.name]) if parameter.name in hints else None
+            if kind is not None and parameter.default is None and check(None, kind) is not None:
+                kind = {"kind": "union", "options": [kind, {"kind": "null"}]}  # ``x: float = None``
+            if kind is not None and parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                keyword_type = kind
+            elif kind is not None and parameter.name not in RESERVED_PARAMETERS:
+                kinds[parameter.name] = kind
             if parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
                 raise ValueError(
                     f"{where}: parameter {parameter.name!r} is positional-only; it cannot be bound by name"
@@ -81,7 +95,7 @@ class ParameterSpec:
             if required != ["event"]:
                 raise ValueError(f"{where}: a trigger endpoint takes (event) or (event, context), got {required}")
             return cls(("event",), (), False, wants_context)
-        return cls(tuple(required), tuple(optional), var_keyword, wants_context)
+        return cls(tuple(required), tuple(optional), var_keyword, wants_context, kinds, keyword_type)
 
     def describe(self) -> str:
         """The expected parameters, as error messages name them."""
@@ -104,10 +118,26 @@ class ParameterSpec:
             unexpected = sorted(name for name in payload if name not in known and name not in RESERVED_PARAMETERS)
             if unexpected:
                 problems.append("unexpected parameter(s): " + ", ".join(unexpected))
+        if (self.types or self.keyword_type is not None) and not problems:
+            problems += self._mismatches(payload)
         if problems:
             message = "; ".join(problems)
             raise BadRequest(message, f"{message}. Expected parameters: {self.describe()}")
         return dict(payload)
+
+    def _mismatches(self, payload: Mapping[str, Any]) -> list[str]:
+        """What in ``payload`` does not match the parameters' types."""
+        found: list[str] = []
+        for name, value in payload.items():
+            kind = self.types.get(name)
+            if kind is None and name not in self.required and name not in self.optional:
+                kind = self.keyword_type
+            if kind is None:
+                continue
+            problem = check(value, kind)
+            if problem is not None:
+                found.append(f"parameter {name!r} must be {describe(kind)}, {problem}")
+        return found
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -115,6 +145,8 @@ class ParameterSpec:
             "optional": list(self.optional),
             "varKeyword": self.var_keyword,
             "wantsContext": self.wants_context,
+            "types": dict(self.types),
+            "keywordType": self.keyword_type,
         }
 
     @classmethod
@@ -124,6 +156,8 @@ class ParameterSpec:
             tuple(data["optional"]),
             bool(data["varKeyword"]),
             bool(data["wantsContext"]),
+            dict(data.get("types") or {}),
+            data.get("keywordType"),
         )
 
 

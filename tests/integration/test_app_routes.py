@@ -200,3 +200,34 @@ def test_the_emulators_metrics_stay_reachable_when_the_app_has_its_own(emulator:
     answer = requests.get(emulator.url + "/__lambdapool__/metrics", timeout=30)
 
     assert answer.status_code == 200 and "lambdapool_calls_total" in answer.text
+
+
+def test_a_mistyped_parameter_is_the_same_400_under_chalice_local_and_the_emulator(
+    chalice_local: str, emulator: Emulator
+) -> None:
+    path = "/public/api/v1/svc/add/run"
+    body = {"x": "a", "y": 2}  # add(x: int, y: int)
+
+    expected = requests.post(chalice_local + path, json=body, timeout=30)
+    answer = requests.post(emulator.url + path, json=body, timeout=30)
+
+    assert (answer.status_code, answer.json()) == (expected.status_code, expected.json())
+    assert answer.status_code == 400 and answer.json()["message"] == "parameter 'x' must be int, got a string"
+
+
+def test_deployed_a_mistyped_event_is_the_functions_bad_request(emulator: Emulator) -> None:
+    import boto3
+
+    client = boto3.client(
+        "lambda",
+        endpoint_url=emulator.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+    answer = client.invoke(FunctionName="routes-dev-svc-add", Payload=b'{"x": 1, "y": [2]}')
+
+    assert answer["FunctionError"] == "Unhandled"
+    error = __import__("json").loads(answer["Payload"].read())
+    assert (error["errorType"], error["errorMessage"]) == ("BadRequest", "parameter 'y' must be int, got an array")

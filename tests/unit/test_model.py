@@ -87,7 +87,8 @@ def test_function_declares_an_endpoint_with_its_settings() -> None:
     assert (endpoint.pool.ceil, endpoint.timeout_s, endpoint.memory_mb) == (4, 10, 512)
     assert endpoint.description == "Docstring."
     assert endpoint.lambda_name == "311-estimate"
-    assert endpoint.parameters == ParameterSpec(("complaint_type",), ("lat",), False, False)
+    types = {"complaint_type": {"kind": "str"}, "lat": {"kind": "float"}}
+    assert endpoint.parameters == ParameterSpec(("complaint_type",), ("lat",), False, False, types)
 
 
 def test_bare_decorator_uses_the_function_name_and_defaults() -> None:
