@@ -128,6 +128,11 @@ class NotFound(LambdapoolError):
     def task(cls, task_id: str) -> NotFound:
         return cls(f"unknown task {task_id!r}")
 
+    @classmethod
+    def removed(cls, where: str) -> NotFound:
+        """``where`` was removed from app.py while work for it waited."""
+        return cls(f"{where} no longer exists", "app.py was reloaded without this endpoint")
+
 
 class MethodNotAllowed(LambdapoolError):
     """The route exists, but not for this HTTP method; answered with an ``Allow`` header. Raised by the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -108,7 +109,9 @@ def local(args: argparse.Namespace) -> int:
         freeze=not args.no_freeze,
         fast_cold_starts=args.fast_cold_starts,
         gateway_timeout_s=args.gateway_timeout_s,
+        reload=not args.no_reload,
     )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     # Ctrl-C and SIGTERM both stop cleanly; SIGINT is set explicitly because a shell starts background
     # jobs with it ignored, and Python keeps it ignored.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -195,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not add to cold starts what a fresh interpreter spends starting and importing the app's "
         "libraries, which the fork server preloads (faster test suites; Lambda's Init pays for them)",
+    )
+    run_local.add_argument(
+        "--no-reload",
+        action="store_true",
+        help="do not reload when app.py, chalicelib/, the pool files or .chalice/config.json change",
     )
     run_local.add_argument(
         "--no-freeze",

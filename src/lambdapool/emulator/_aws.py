@@ -171,13 +171,38 @@ class LocalAws:
         self._triggers = list(triggers)
         self._wire()
         for name, _trigger, _visibility_s in self._triggers:
-            poller = threading.Thread(
-                target=self._poll, args=(name, deliver), name=f"lambdapool-s3-{name}", daemon=True
-            )
-            self._pollers.append(poller)
-            poller.start()
+            self._start_poller(name, deliver)
+
+    def rewire_s3_triggers(
+        self, triggers: list[tuple[str, Trigger, int]], deliver: Callable[[str, dict[str, Any]], None]
+    ) -> None:
+        """After a reload: wire the triggers again if they changed. A new trigger gets its poller; the poller
+        of one that went away stops."""
+        if [(name, trigger) for name, trigger, _ in triggers] == [
+            (name, trigger) for name, trigger, _ in self._triggers
+        ]:
+            return
+        if self.mode is AwsMode.NONE:
+            if triggers:
+                log.warning("no local AWS (--aws none): S3 triggers are not wired")
+            return
+        polled = {name for name, _, _ in self._triggers}
+        self._triggers = list(triggers)
+        self._wire()
+        for name, _trigger, _visibility_s in self._triggers:
+            if name not in polled:
+                self._start_poller(name, deliver)
 
     # -- internals ------------------------------------------------------------------------------------
+
+    def _start_poller(self, name: str, deliver: Callable[[str, dict[str, Any]], None]) -> None:
+        poller = threading.Thread(target=self._poll, args=(name, deliver), name=f"lambdapool-s3-{name}", daemon=True)
+        self._pollers.append(poller)
+        poller.start()
+
+    def _polled(self, name: str) -> bool:
+        """Whether ``name`` is still one of the wired triggers (a reload may have removed it)."""
+        return any(wired == name for wired, _, _ in self._triggers)
 
     def _url(self) -> str:
         return f"http://127.0.0.1:{self._port}"
@@ -287,7 +312,7 @@ class LocalAws:
         logged once per series."""
         sqs = self.client("sqs")
         failures = 0
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and self._polled(name):
             if not self._up.wait(1.0):
                 continue
             restarts = self.restarts

@@ -119,6 +119,18 @@ class CallResult:
         return b"".join((b'{"response":', self.result, b',"timing":', timing, b',"apiContext":', api_context, b"}"))
 
 
+class Superseded(LambdapoolError):
+    """The call reached a pool a reload has replaced (in the instant between the swap and its arrival): the
+    caller sends it again to the pool that replaced it, found anew (or answers 404 if the endpoint went)."""
+
+    status = 503
+    error_type = "Reloading"
+
+    @classmethod
+    def by_reload(cls, where: str) -> Superseded:
+        return cls(f"{where} was reloaded", "the project was reloaded while the call arrived: send it again")
+
+
 def rejection(spec: EndpointSpec, queue_full: bool, p50_ms: float | None, waiting: int) -> LambdapoolError:
     """What a call the pool turned away is answered (:class:`QueueFull`, or :class:`QueueTimeout` after its
     wait), with a ``Retry-After`` hint: the queue's expected drain time (``waiting`` calls at the recent

@@ -84,6 +84,14 @@ class Catalog:
         if self.api_handler is not None:
             yield self.api_handler
 
+    def successor(self, runtime: EndpointRuntime) -> EndpointRuntime | None:
+        """The runtime here that serves what ``runtime`` (of a catalog before a reload) served, if any."""
+        spec = runtime.spec
+        if spec.kind == "api":
+            return self.api_handler
+        service = self.services.get(spec.service_id)
+        return service.endpoints.get(spec.endpoint_id) if service is not None else None
+
     def app_status(self) -> dict[str, Any] | None:
         """The app's own routes and the status of the function serving them (``None`` without routes)."""
         if self.api_handler is None:

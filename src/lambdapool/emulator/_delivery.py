@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import Cancelled, LambdapoolError, PipelineCrashed, QueueFull, QueueTimeout
-from ._calls import CallResult, Ticket
+from .._errors import Cancelled, LambdapoolError, NotFound, PipelineCrashed, QueueFull, QueueTimeout
+from ._calls import CallResult, Superseded, Ticket
 from ._metrics import Counter
 from ._runtime import EndpointRuntime
 
@@ -104,6 +104,8 @@ class Deliveries:
         self._named: dict[str, Delivery] = {}  # accepted work with a request id, until it ends
         self._threads: set[threading.Thread] = set()
         self._closed = False
+        #: The pool that replaced a pool, after a reload (see :meth:`retarget`).
+        self.successor: Callable[[EndpointRuntime], EndpointRuntime | None] = lambda runtime: None
 
     def submit(self, delivery: Delivery) -> None:
         """Accept ``delivery``: it is handed to its endpoint's pool after the work accepted before it. After
@@ -111,18 +113,47 @@ class Deliveries:
         delivery.accepted_at = self._clock()
         with self._lock:
             if not self._closed:
-                lane = self._lanes.setdefault(delivery.runtime, _Lane())
-                lane.waiting.append(delivery)
+                self._lanes.setdefault(delivery.runtime, _Lane()).waiting.append(delivery)
                 if delivery.request_id is not None:
                     self._named[delivery.request_id] = delivery
-                if lane.dispatcher is None:
-                    lane.dispatcher = self._start(
-                        self._dispatch,
-                        (delivery.runtime, lane),
-                        f"lambdapool-deliver-{delivery.runtime.spec.lambda_name}",
-                    )
+                self._ensure_dispatcher(delivery.runtime)
                 return
         self._finish(delivery, PipelineCrashed.shutting_down())
+
+    def retarget(self, successor: Callable[[EndpointRuntime], EndpointRuntime | None]) -> None:
+        """After a reload: the work waiting for each pool (and the work waiting to be retried) moves to the
+        pool that replaced it, ``successor(runtime)``, ahead of what that pool already has, keeping its
+        order; the work of an endpoint the reload removed fails (:class:`NotFound`)."""
+        orphaned: list[Delivery] = []
+        with self._lock:
+            self.successor = successor
+            for runtime, lane in list(self._lanes.items()):
+                new = successor(runtime)
+                if new is runtime:
+                    continue
+                waiting = list(lane.waiting)
+                lane.waiting.clear()
+                if new is None:
+                    orphaned += waiting
+                    continue
+                for delivery in waiting:
+                    delivery.runtime = new
+                self._lanes.setdefault(new, _Lane()).waiting.extendleft(reversed(waiting))
+                self._ensure_dispatcher(new)
+            for _, _, delivery in self._retrying:
+                new = successor(delivery.runtime)
+                if new is not None:
+                    delivery.runtime = new
+        for delivery in orphaned:
+            self._finish(delivery, NotFound.removed(delivery.runtime.spec.where))
+
+    def _ensure_dispatcher(self, runtime: EndpointRuntime) -> None:
+        """Start the dispatcher of ``runtime``'s lane if it has work and none (the caller holds the lock)."""
+        lane = self._lanes[runtime]
+        if lane.waiting and lane.dispatcher is None:
+            lane.dispatcher = self._start(
+                self._dispatch, (runtime, lane), f"lambdapool-deliver-{runtime.spec.lambda_name}"
+            )
 
     def depth(self, runtime: EndpointRuntime) -> int:
         """How much of ``runtime``'s work waits for room in its pool."""
@@ -227,6 +258,16 @@ class Deliveries:
                 with self._lock:
                     lane.waiting.appendleft(head)
                 attempt += 1
+                continue
+            except Superseded:  # a reload replaced the pool as the work arrived: on to the new one
+                new = self.successor(runtime)
+                if new is None:
+                    self._finish(head, NotFound.removed(runtime.spec.where))
+                    continue
+                head.runtime = new
+                with self._lock:
+                    self._lanes.setdefault(new, _Lane()).waiting.appendleft(head)
+                    self._ensure_dispatcher(new)
                 continue
             except LambdapoolError as error:
                 self._finish(head, error)

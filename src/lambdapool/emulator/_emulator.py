@@ -7,13 +7,19 @@ HTTP server; leaving it stops the server and every process and thread it started
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
+import shutil
 import threading
+import time
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._errors import AppLoadError
 from .._forward import QUALIFIER_VARIABLE
 from .._gateway import API_GATEWAY_TIMEOUT_S
 from .._invocation import region_of
@@ -27,7 +33,15 @@ from ._forkserver import ForkServer
 from ._http import EmulatorApp
 from ._pipeline import Pipeline
 from ._processes import new_tmp_dir
-from ._project import BASE_PRELOAD, Project, describe_project, third_party_imports
+from ._project import (
+    BASE_PRELOAD,
+    Project,
+    ProjectDescription,
+    describe_project,
+    snapshot_code,
+    third_party_imports,
+)
+from ._reload import Reloader, ReloadRecord
 from ._runtime import EndpointRuntime
 from ._scheduler import Scheduler, scheduled_event
 from ._server import ConnectionLimits, EmulatorServer
@@ -35,6 +49,30 @@ from ._starts import INIT_LIMIT_S
 from ._tasks import FileTaskStore, Retention, TaskRunner
 
 log = logging.getLogger("lambdapool.emulator")
+
+
+def _remove_code(project: Project) -> None:
+    if project.code_dir is not None:
+        shutil.rmtree(project.code_dir, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _drain_bound_s(runtime: EndpointRuntime) -> float:
+    """The longest a call in ``runtime``'s pool can still take: its wait in the queue, a start (an init run
+    again included) and its run."""
+    spec = runtime.spec
+    return spec.pool.timeout_ms / 1000 + runtime.init_limit_s + 2 * spec.timeout_s + 5
+
+
 #: How long a scale-to-zero pool keeps its last pipeline warm. Lambda documents no figure; environments are
 #: commonly seen kept for 5 to 15 minutes: the low end, so that a test finds warm no more than AWS would.
 KEEP_WARM_S = 300.0
@@ -76,6 +114,7 @@ class Emulator:
         fast_cold_starts: bool = False,
         gateway_timeout_s: float = API_GATEWAY_TIMEOUT_S,
         init_limit_s: float = INIT_LIMIT_S,
+        reload: bool = False,
     ):
         self.project_dir = Path(project_dir).resolve()
         self.host = host
@@ -95,6 +134,12 @@ class Emulator:
         self.fast_cold_starts = fast_cold_starts
         self.gateway_timeout_s = gateway_timeout_s
         self.init_limit_s = init_limit_s
+        self.reloads = ReloadRecord(enabled=reload)
+        self._reload_lock = threading.Lock()
+        self._reloader: Reloader | None = None
+        self._draining: list[EndpointRuntime] = []
+        self._code_versions = 0
+        self._code_swept = False
         self.tasks: TaskRunner  # from start(): its store reads the state directory
         self.scheduler: Scheduler | None = None
         self._supervise_interval_s = supervise_interval_s
@@ -116,27 +161,14 @@ class Emulator:
     def start(self) -> None:
         """Load the project, start the pools' floor pipelines and bind the HTTP server (not yet serving)."""
         try:
-            self.project = Project.load(self.project_dir, self.stage)
+            self.project = self._snapshot(Project.load(self.project_dir, self.stage))
             self.tasks = TaskRunner(FileTaskStore(self.state_dir / "tasks", self.task_retention), self.deliveries)
             self.aws.start()
             self._forkserver = ForkServer(
                 preload=[*BASE_PRELOAD, *third_party_imports(self.project.app_path)], on_exit=self._on_pipeline_exit
             )
             self._forkserver.start()
-            described = describe_project(self._forkserver, self.project, self.aws.environment())
-            alias = self.project.function_environment("").get(QUALIFIER_VARIABLE)
-            region = region_of(self.aws.environment(), os.environ)  # what the pipelines see, as the project does
-            aliases = [alias] if alias else []
-            api_handler = api_handler_spec(self.project.app_name, self.stage, self.project.chalice_config)
-            self.catalog = Catalog(
-                described.services,
-                self._runtime_for,
-                self.project.deployed_name,
-                aliases,
-                region,
-                app_routes=described.app,
-                api_handler=api_handler,
-            )
+            self.catalog = self._catalog_for(describe_project(self._forkserver, self.project, self.aws.environment()))
             for runtime in self.catalog.runtimes():
                 runtime.load()
             self._start_triggers()
@@ -144,6 +176,9 @@ class Emulator:
             self._supervisor.start()
             self._server = EmulatorServer(self.host, self.port, EmulatorApp(self), self.connection_limits)
             self.port = self._server.server_port
+            if self.reloads.enabled:
+                self._reloader = Reloader(self.project_dir, self.reload)
+                self._reloader.start()
         except BaseException:
             self.close()
             raise
@@ -158,9 +193,56 @@ class Emulator:
         self._serve_thread = threading.Thread(target=self.serve_forever, name="lambdapool-http", daemon=True)
         self._serve_thread.start()
 
+    def reload(self, changed: Sequence[str] = ()) -> bool:
+        """Describe the project again and serve the new version: new pools start with the new code, the calls
+        the old ones hold finish there, and then the old pools stop; waiting asynchronous work moves to the
+        new pools. A call arriving at an old pool after the swap is sent on to its successor, so none is lost
+        and none is served by old code once this returns (it logs "reloaded"). If the new version cannot be
+        described (a syntax error, init code that raises), the old one keeps serving and the error is
+        logged and kept in the status. Returns whether the new version is served."""
+        with self._reload_lock:
+            forkserver = self._forkserver
+            if forkserver is None or self._stopping.is_set():
+                return False
+            what = ", ".join(changed) or "the project"
+            project: Project | None = None
+            try:
+                project = self._snapshot(Project.load(self.project_dir, self.stage))
+                described = describe_project(forkserver, project, self.aws.environment())
+            except (AppLoadError, ValueError, OSError) as error:
+                if project is not None:
+                    _remove_code(project)
+                self.reloads.failed(changed, str(error))
+                log.error("reload after changes to %s failed; the previous version keeps serving:\n%s", what, error)
+                return False
+            old, previous = self.catalog, self.project
+            self.project = project
+            new = self._catalog_for(described)
+            for runtime in new.runtimes():
+                runtime.load()
+            self.catalog = new  # new arrivals from here
+            self.deliveries.retarget(new.successor)
+            self._restart_triggers()
+            draining = list(old.runtimes())
+            self._draining = draining
+            deadline = time.monotonic() + max((_drain_bound_s(runtime) for runtime in draining), default=0.0)
+            for runtime in draining:
+                if not runtime.drain(max(0.0, deadline - time.monotonic())):
+                    log.warning("%s: calls still running at the reload's deadline are ended", runtime.spec.where)
+            for runtime in draining:
+                runtime.supersede()
+            self._draining = []
+            _remove_code(previous)
+            endpoints = sum(len(service.endpoints) for service in new.services.values())
+            self.reloads.succeeded(changed, endpoints)
+            log.info("reloaded after changes to %s: %d endpoints", what, endpoints)
+            return True
+
     def close(self) -> None:
         """Stop serving and end every pipeline, thread and process the emulator started. Safe to call twice."""
         self._stopping.set()
+        if self._reloader is not None:
+            self._reloader.close()
         server, self._server = self._server, None
         if server is not None:
             if self._serve_thread is not None:
@@ -173,7 +255,10 @@ class Emulator:
             self._forkserver.stop_restarting()  # closing pools must not wait for a fork server to come back
         self.aws.stop_polling()  # the S3 pollers hand events to the deliveries: stop them first
         self.deliveries.close()
-        self.catalog.close()  # fails the calls in flight, so the threads waiting on them end
+        with self._reload_lock:  # a reload in progress has finished its swap
+            for runtime in self._draining:
+                runtime.close()
+            self.catalog.close()  # fails the calls in flight, so the threads waiting on them end
         if server is not None:
             server.close_connections()  # after the pools: every call in flight has had its answer
         self.deliveries.join()
@@ -182,6 +267,7 @@ class Emulator:
         forkserver, self._forkserver = self._forkserver, None
         if forkserver is not None:
             forkserver.stop()
+        _remove_code(self.project)
         self.aws.stop()  # last: pipelines may use it until they end
 
     # -- queries --------------------------------------------------------------------------------------
@@ -229,6 +315,7 @@ class Emulator:
             },
             "services": self.catalog.status(lambda runtime: {"asyncQueue": {"depth": self.deliveries.depth(runtime)}}),
             "appRoutes": self.catalog.app_status(),
+            "reload": self.reloads.to_json(),
         }
 
     # -- internals ------------------------------------------------------------------------------------
@@ -256,7 +343,46 @@ class Emulator:
         fresh_ms = 0 if self.fast_cold_starts else round(forkserver.startup_ms)
         return self.cold_start_delay_ms + fresh_ms
 
-    def _start_triggers(self) -> None:
+    def _snapshot(self, project: Project) -> Project:
+        """``project`` with a snapshot of its code of its own (see :func:`snapshot_code`), under
+        ``STATE_DIR/code/<pid>/`` (those of emulators no longer running are removed)."""
+        code_root = self.state_dir / "code"
+        if not self._code_swept:
+            self._code_swept = True
+            for stale in code_root.glob("*"):
+                if stale.name.isdigit() and not _running(int(stale.name)):
+                    shutil.rmtree(stale, ignore_errors=True)
+        self._code_versions += 1
+        target = code_root / str(os.getpid()) / f"v{self._code_versions}-{uuid.uuid4().hex[:8]}"
+        return dataclasses.replace(project, code_dir=snapshot_code(project.directory, target))
+
+    def _catalog_for(self, described: ProjectDescription) -> Catalog:
+        alias = self.project.function_environment("").get(QUALIFIER_VARIABLE)
+        region = region_of(self.aws.environment(), os.environ)  # what the pipelines see, as the project does
+        api_handler = api_handler_spec(self.project.app_name, self.stage, self.project.chalice_config)
+        return Catalog(
+            described.services,
+            self._runtime_for,
+            self.project.deployed_name,
+            [alias] if alias else [],
+            region,
+            app_routes=described.app,
+            api_handler=api_handler,
+        )
+
+    def _all_runtimes(self) -> list[EndpointRuntime]:
+        """The runtimes served, and those a reload is draining."""
+        return [*self.catalog.runtimes(), *self._draining]
+
+    def _restart_triggers(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        schedules, s3_triggers = self._triggers()
+        self.aws.rewire_s3_triggers(s3_triggers, self._deliver_event)
+        self.scheduler = Scheduler(schedules, self._fire_on_schedule)
+        self.scheduler.start()
+
+    def _triggers(self) -> tuple[list[tuple[str, str]], list[tuple[str, Any, int]]]:
         schedules, s3_triggers = [], []
         for runtime in self.catalog.runtimes():
             spec = runtime.spec
@@ -265,6 +391,10 @@ class Emulator:
             elif spec.trigger is not None:
                 visibility_s = spec.timeout_s + spec.pool.timeout_ms // 1000 + 30
                 s3_triggers.append((spec.lambda_name, spec.trigger, visibility_s))
+        return schedules, s3_triggers
+
+    def _start_triggers(self) -> None:
+        schedules, s3_triggers = self._triggers()
         self.aws.wire_s3_triggers(s3_triggers, self._deliver_event)
         self.scheduler = Scheduler(schedules, self._fire_on_schedule)
         self.scheduler.start()
@@ -278,11 +408,11 @@ class Emulator:
         self._deliver_event(name, scheduled_event(self.project.deployed_name(name), when, self.catalog.region))
 
     def _on_pipeline_exit(self, pid: int, status: int) -> None:
-        for runtime in self.catalog.runtimes():
+        for runtime in self._all_runtimes():
             if runtime.on_exit(pid, status):
                 return
 
     def _supervise(self) -> None:
         while not self._stopping.wait(self._supervise_interval_s):
-            for runtime in self.catalog.runtimes():
+            for runtime in self._all_runtimes():
                 runtime.supervise()

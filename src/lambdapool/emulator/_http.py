@@ -25,6 +25,7 @@ from .._model import ASYNC_PAYLOAD_LIMIT_BYTES
 from .._names import ID_PATTERN
 from .._tasks import TaskState
 from ._app_routes import gateway_failure, route_request, route_response
+from ._calls import Superseded
 from ._catalog import Catalog
 from ._delivery import Deliveries, trigger_delivery
 from ._lambda_api import invoke
@@ -167,20 +168,35 @@ class EmulatorApp:
                 query=query,
                 binary_types=catalog.app_routes.binary_types,
             )
-            result = runtime.call({}, route_request(request, body), give_up_after_s=self.host.gateway_timeout_s)
+            payload = route_request(request, body)
+            try:
+                result = runtime.call({}, payload, give_up_after_s=self.host.gateway_timeout_s)
+            except Superseded:  # reloaded as the request arrived: the new version serves it
+                if self.host.catalog.api_handler is None:
+                    raise NotFound(f"no route {request.method} {request.path}") from None
+                result = self.host.catalog.api_handler.call({}, payload, give_up_after_s=self.host.gateway_timeout_s)
+        except NotFound:
+            raise
         except LambdapoolError as error:
             return gateway_failure(error)
         return route_response(result.result)
 
     def run(self, request: Request, service_id: str, endpoint_id: str) -> Response:
         """Call and wait: 200 with the envelope, or the error."""
-        runtime = self.host.catalog.callable_endpoint(service_id, endpoint_id, request.headers.get("Authorization"))
+        authorization = request.headers.get("Authorization")
+        runtime = self.host.catalog.callable_endpoint(service_id, endpoint_id, authorization)
         raw = read_body(request, self.host.max_body_bytes)
         check_event(request.method, request.path, request.headers, raw, query=request.query_string.decode("latin-1"))
         arguments = runtime.spec.parameters.bind(parse_body(raw))
         # The pipeline parses the body again: pass it on as sent when that parse is sure to agree.
         payload = raw if raw[:1] == b"{" else None
-        envelope = runtime.call(arguments, payload, give_up_after_s=self.host.gateway_timeout_s).envelope()
+        try:
+            result = runtime.call(arguments, payload, give_up_after_s=self.host.gateway_timeout_s)
+        except Superseded:  # reloaded as the call arrived: the new version serves it
+            runtime = self.host.catalog.callable_endpoint(service_id, endpoint_id, authorization)
+            arguments = runtime.spec.parameters.bind(parse_body(raw))
+            result = runtime.call(arguments, payload, give_up_after_s=self.host.gateway_timeout_s)
+        envelope = result.envelope()
         check_response(200, JSON_HEADERS, envelope)
         return json_response(envelope)
 

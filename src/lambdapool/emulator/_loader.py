@@ -16,16 +16,19 @@ from ._project import app_path
 APP_MODULE_NAME = "app"
 
 
-def import_app(project_dir: str | Path) -> ModuleType:
+def import_app(project_dir: str | Path, code_dir: str | Path | None = None) -> ModuleType:
     """Import ``app.py`` as the module ``app`` (as ``chalice local`` does), running its init code.
 
-    The project directory goes first on ``sys.path`` so ``chalicelib`` and vendored modules import.
-    Exceptions raised by the app's own code propagate unchanged.
+    With ``code_dir`` (a snapshot of ``app.py`` and ``chalicelib/``), the code is imported from there, the
+    project directory still on the path for the rest (``vendor/``...). The code's directory goes first on
+    ``sys.path`` so ``chalicelib`` and vendored modules import. Exceptions raised by the app's own code
+    propagate unchanged.
     """
-    path = app_path(project_dir)
-    project = str(path.parent)
-    if project not in sys.path:
-        sys.path.insert(0, project)
+    project = str(app_path(project_dir).parent)
+    path = app_path(code_dir) if code_dir is not None else Path(project) / "app.py"
+    for directory in (project, str(path.parent)):  # the code's directory ends up first
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
     spec = importlib.util.spec_from_file_location(APP_MODULE_NAME, path)
     if spec is None or spec.loader is None:
         raise AppLoadError(f"cannot import {path}")

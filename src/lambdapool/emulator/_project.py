@@ -10,6 +10,7 @@ import enum
 import importlib.util
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,11 +134,15 @@ class PipelineConfig:
     pipeline_id: str = ""
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
     cold_start_delay_ms: int = 0
+    #: Where ``app.py`` and ``chalicelib/`` are imported from: a snapshot of the project's code (so that a
+    #: version keeps serving, new pipelines included, while the files change), else the project itself.
+    code_dir: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "mode": self.mode.value,
             "projectDir": self.project_dir,
+            "codeDir": self.code_dir,
             "serviceId": self.service_id,
             "endpointId": self.endpoint_id,
             "pipelineId": self.pipeline_id,
@@ -155,6 +160,7 @@ class PipelineConfig:
             pipeline_id=data.get("pipelineId", ""),
             environment=dict(data.get("environment", {})),
             cold_start_delay_ms=int(data.get("coldStartDelayMs", 0)),
+            code_dir=str(data.get("codeDir", "")),
         )
 
 
@@ -165,6 +171,8 @@ class Project:
     directory: Path
     stage: str = "dev"
     chalice_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: The snapshot of the code this version runs (see :func:`snapshot_code`), or ``None``: the files as they are.
+    code_dir: Path | None = None
 
     @classmethod
     def load(cls, directory: str | Path, stage: str = "dev") -> Project:
@@ -236,6 +244,7 @@ class Project:
             pipeline_id=pipeline_id,
             environment=environment,
             cold_start_delay_ms=cold_start_delay_ms if spec is not None else 0,
+            code_dir=str(self.code_dir) if self.code_dir is not None else "",
         )
 
     def lambda_function(self, spec: EndpointSpec, region: str, log_stream_name: str = "") -> LambdaFunction:
@@ -271,6 +280,21 @@ def _mode(spec: EndpointSpec | None) -> PipelineMode:
     if spec is None:
         return PipelineMode.DESCRIBE
     return PipelineMode.ROUTES if spec.kind == "api" else PipelineMode.SERVE
+
+
+#: What a snapshot of a project's code holds: what Chalice packages of it besides ``vendor/``.
+CODE_ENTRIES = ("app.py", "chalicelib")
+
+
+def snapshot_code(project_dir: Path, target: Path) -> Path:
+    """Copy ``app.py`` and ``chalicelib/`` (data files too, caches left out) to ``target``, a directory of
+    the emulator's own: pipelines of this version import them from there, whatever happens to the files."""
+    target.mkdir(parents=True)
+    shutil.copy2(project_dir / "app.py", target / "app.py")
+    library = project_dir / "chalicelib"
+    if library.is_dir():
+        shutil.copytree(library, target / "chalicelib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ from .._errors import (
 )
 from .._gateway import GatewayTimeout
 from .._model import EndpointSpec
-from ._calls import CallResult, Ticket, rejection
+from ._calls import CallResult, Superseded, Ticket, rejection
 from ._exchange import Exchange, StillRunning
 from ._metrics import Counter, EndpointStats, endpoint_status
 from ._pipeline import KillReason, PipelineHandle
@@ -72,6 +72,8 @@ class EndpointRuntime:
         self._tickets: dict[str, Ticket] = {}
         self._pipelines: dict[int, PipelineHandle] = {}
         self._start_errors: dict[int, LambdapoolError] = {}
+        self._drained = threading.Condition(self._lock)  # notified when the last call in the pool ends
+        self._superseded = False  # closed by a reload: a call arriving late is sent on (Superseded)
         self._detached: set[threading.Thread] = set()  # calls going on after their caller gave up
         self._replaced: dict[int, PipelineHandle] = {}  # by pid: pipelines whose init runs again elsewhere
         self._closed = False
@@ -147,7 +149,7 @@ class EndpointRuntime:
         try:
             with self._lock:
                 if self._closed:
-                    raise PipelineCrashed.shutting_down()
+                    raise Superseded.by_reload(self.spec.where) if self._superseded else PipelineCrashed.shutting_down()
                 self._tickets[request_id] = ticket
                 if cancelled is not None and cancelled():
                     raise Cancelled.before_start()
@@ -258,6 +260,24 @@ class EndpointRuntime:
             self._finish(pool_id, pipeline, healthy=False)
         return True
 
+    @property
+    def init_limit_s(self) -> float:
+        """Lambda's Init limit, as this pool applies it."""
+        return self._starter.init_limit_s
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until no call is in the pool (queued, starting or running), at most ``timeout_s``; returns
+        whether it emptied. Calls may still arrive meanwhile: they are served."""
+        with self._drained:
+            return self._drained.wait_for(lambda: not self._tickets, timeout_s)
+
+    def supersede(self) -> None:
+        """Close the pool for a reload that replaced it: a call arriving from now on raises
+        :class:`Superseded` (its caller sends it to the new pool) instead of failing."""
+        with self._lock:
+            self._superseded = True
+        self.close()
+
     def close(self) -> None:
         """Kill every pipeline, fail every waiting request and join the threads starting pipelines."""
         with self._lock:
@@ -300,6 +320,8 @@ class EndpointRuntime:
     def _forget(self, ticket: Ticket) -> None:
         with self._lock:
             self._tickets.pop(ticket.request_id, None)
+            if not self._tickets:
+                self._drained.notify_all()
 
     def _serve(self, ticket: Ticket, give_up_at: float | None) -> CallResult:
         while True:

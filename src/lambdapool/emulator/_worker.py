@@ -161,7 +161,7 @@ def run(sock: socket.socket, config: PipelineConfig) -> int:
     if config.cold_start_delay_ms:
         time.sleep(config.cold_start_delay_ms / 1000)  # the provider's extra cold-start overhead being emulated
     try:
-        module = import_app(config.project_dir)
+        module = import_app(config.project_dir, code_dir=config.code_dir or None)
         if config.mode is PipelineMode.DESCRIBE:
             app = find_chalice_app(module)
             services = find_services(module, required=app is None)
