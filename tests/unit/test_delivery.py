@@ -613,3 +613,50 @@ def test_tasks_are_not_retried(
     deliveries.submit(work)
     assert work.finished.wait(5)
     assert recorder.started == ["task"] and runtime.status()["counters"]["asyncRetries"] == 0
+
+
+# -- a reload replaces the pools ----------------------------------------------------------------------------
+
+
+def test_work_waiting_for_a_reloaded_pool_moves_to_its_successor_in_order(
+    make_runtime: MakeRuntime, make_deliveries: Callable[..., Deliveries], recorder: Recorder
+) -> None:
+    gates = {"busy": Gate()}
+    old = make_runtime(Pool(floor=1, cruise=1, ceil=1, queue=0), gates)
+    new = make_runtime(Pool(floor=1, cruise=1, ceil=1, queue=0), endpoint_id="ep2")
+    deliveries = make_deliveries()
+    deliveries.submit(recorder.work(old, "busy"))
+    assert gates["busy"].reached.wait(5)
+    for name in ("a", "b", "c"):
+        deliveries.submit(recorder.work(old, name))
+    wait_until(lambda: deliveries.depth(old) == 3, what="three waiting")
+
+    deliveries.retarget(lambda runtime: new if runtime is old else None)
+
+    wait_until(lambda: len(recorder.outcomes) == 3, what="the moved work, served by the successor")
+    assert [(name, outcome) for name, outcome, _ in recorder.outcomes] == [
+        ("a", "success"),
+        ("b", "success"),
+        ("c", "success"),
+    ]
+    assert deliveries.depth(old) == 0
+    gates["busy"].open()
+    wait_until(lambda: len(recorder.outcomes) == 4, what="the work already running, finished where it ran")
+
+
+def test_work_for_an_endpoint_a_reload_removed_fails_not_found(
+    make_runtime: MakeRuntime, make_deliveries: Callable[..., Deliveries], recorder: Recorder
+) -> None:
+    gates = {"busy": Gate()}
+    old = make_runtime(Pool(floor=1, cruise=1, ceil=1, queue=0), gates)
+    deliveries = make_deliveries()
+    deliveries.submit(recorder.work(old, "busy"))
+    assert gates["busy"].reached.wait(5)
+    deliveries.submit(recorder.work(old, "orphan"))
+    wait_until(lambda: deliveries.depth(old) == 1, what="the waiting work")
+
+    deliveries.retarget(lambda runtime: None)
+
+    error = recorder.failure("orphan")
+    assert (error.status, error.message) == (404, "svc/ep no longer exists")
+    gates["busy"].open()

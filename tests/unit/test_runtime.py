@@ -18,7 +18,7 @@ from lambdapool import BadRequest, FunctionError, OutOfMemory, PipelineCrashed, 
 from lambdapool._errors import Cancelled, LambdapoolError
 from lambdapool._gateway import GatewayTimeout
 from lambdapool._model import EndpointSpec
-from lambdapool.emulator._calls import CallResult
+from lambdapool.emulator._calls import CallResult, Superseded
 from lambdapool.emulator._pipeline import KillReason
 from lambdapool.emulator._pool import PoolSnapshot
 from lambdapool.emulator._runtime import EndpointRuntime
@@ -1010,3 +1010,27 @@ def test_a_call_answered_within_the_bound_is_not_cut(make_runtime: MakeRuntime) 
     assert runtime.call({"n": "a"}, give_up_after_s=5).result == b'{"n": "a"}'
     assert nonzero_counters(runtime) == {"calls": 1, "succeeded": 1}
     assert detached_threads() == []
+
+
+# -- a reload replaces the pool -----------------------------------------------------------------------------
+
+
+def test_drain_waits_for_the_calls_in_the_pool_and_a_superseded_pool_sends_late_calls_on(
+    make_runtime: MakeRuntime,
+) -> None:
+    gates = {"a": Gate()}
+    runtime = loaded(
+        make_runtime(Pool(floor=1, cruise=1, ceil=1, queue=1), launcher_with(handler_with_gates(gates))), idle=1
+    )
+    running = call_in_background(runtime, "a")
+    assert gates["a"].reached.wait(5)
+
+    assert runtime.drain(0.05) is False  # a call is still running
+    gates["a"].open()
+    assert runtime.drain(5) is True
+    assert running.result().result == b'{"n": "a"}'
+
+    runtime.supersede()
+    with pytest.raises(Superseded):
+        runtime.call({"n": "late"})
+    assert nonzero_counters(runtime) == {"calls": 1, "succeeded": 1}  # not counted here: its caller sends it on

@@ -145,7 +145,10 @@ class EndpointRuntime:
         request_id = request_id or f"{self._id_prefix}-{next(self._request_numbers)}"
         data = payload if payload is not None else json.dumps(arguments).encode()
         ticket = Ticket(request_id, self._clock(), on_start, lambda_event, data, may_queue, tail)
-        self.stats.count(Counter.CALLS)
+        with self._lock:
+            if self._superseded:  # not counted here: its caller sends it to the pool that replaced this one
+                raise Superseded.by_reload(self.spec.where)
+            self.stats.count(Counter.CALLS)
         try:
             with self._lock:
                 if self._closed:
