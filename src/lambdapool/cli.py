@@ -123,11 +123,14 @@ def local(args: argparse.Namespace) -> int:
         return 2
     try:
         print(_banner(emulator), flush=True)
-        emulator.serve_forever()
+        emulator.serve_forever()  # returns on Ctrl-C or SIGTERM (Werkzeug's loop takes the KeyboardInterrupt)
     except KeyboardInterrupt:
-        print("\nlambdapool: stopping", flush=True)
+        pass
     finally:
+        pipelines = sum(len(runtime.pipelines()) for runtime in emulator.catalog.runtimes())
+        print(f"\nlambdapool: stopping: ending {pipelines} pipelines and every process they started", flush=True)
         emulator.close()
+        print("lambdapool: stopped", flush=True)
     return 0
 
 

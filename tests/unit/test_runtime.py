@@ -476,9 +476,12 @@ def test_a_floor_pipeline_that_fails_to_start_is_not_restarted(make_runtime: Mak
 
     runtime.load()
 
-    wait_until(lambda: counters(runtime)["crashes"] == 1, what="the failed start")
-    assert runtime.status()["pipelines"]["total"] == 0
+    wait_until(
+        lambda: counters(runtime)["crashes"] == 1 and runtime.status()["pipelines"]["total"] == 0,
+        what="the failed start, forgotten",
+    )
     assert len(launcher.launched) == 1
+    assert runtime.status()["lastError"]["message"] == "m"  # kept for the status page and the dashboard
 
 
 # -- the queue -------------------------------------------------------------------------------------------
@@ -803,15 +806,15 @@ def test_cancel_of_a_call_that_just_ended_leaves_the_next_call_on_its_pipeline_a
     runtime = loaded(make_runtime(Pool(floor=1, cruise=1, ceil=1, queue=1, timeout_ms=60_000), launcher), idle=1)
     # Hold call "a" just after its pipeline went back to the pool (where it counts its failure).
     a_ending, release_a = threading.Event(), threading.Event()
-    count = runtime.stats.count
+    failed = runtime.stats.failed
 
-    def count_and_hold(counter: Any) -> None:
-        count(counter)
-        if threading.current_thread().name == "test-call-a" and counter.key == "failed":
+    def count_and_hold(error: Any, pipeline: Any = None) -> None:
+        failed(error, pipeline)
+        if threading.current_thread().name == "test-call-a":
             a_ending.set()
             release_a.wait(5)
 
-    runtime.stats.count = count_and_hold  # type: ignore[method-assign]
+    runtime.stats.failed = count_and_hold  # type: ignore[method-assign]
     a = call_in_background(runtime, "a", request_id="task-a")
     assert gates["a"].reached.wait(5)
     b = call_in_background(runtime, "b", request_id="task-b")
@@ -896,6 +899,7 @@ def test_status_reports_pool_pipelines_queue_counters_and_latency(make_runtime: 
         "latencyMs": {"p50": 0.0, "p90": 0.0, "p99": 0.0},
         "trigger": None,
         "lastError": None,
+        "recentErrors": [],
     }
     gates["busy"].open()
     busy.result()

@@ -180,8 +180,6 @@ def gateway_failure(error: LambdapoolError) -> Response:
         status, message = 500, "Internal server error"
     else:
         status, message = 502, "Internal server error"
-    if not isinstance(error, (GatewayTimeout, QueueFull, QueueTimeout)):
-        log.error("the app's routes: the API handler failed: %s\n%s", error.message, error.detailed_message)
     body = json.dumps({"message": message}).encode()
     return Response(body, status=status, content_type="application/json")
 

@@ -358,11 +358,8 @@ class Deliveries:
         with self._lock:
             if self._closed:
                 return
-            lane = self._lanes.setdefault(delivery.runtime, _Lane())
-            lane.waiting.append(delivery)
-            if lane.dispatcher is None:
-                name = f"lambdapool-deliver-{delivery.runtime.spec.lambda_name}"
-                lane.dispatcher = self._start(self._dispatch, (delivery.runtime, lane), name)
+            self._lanes.setdefault(delivery.runtime, _Lane()).waiting.append(delivery)
+            self._ensure_dispatcher(delivery.runtime)
 
 
 def trigger_delivery(runtime: EndpointRuntime, event: dict[str, Any]) -> Delivery:

@@ -11,6 +11,7 @@ import datetime
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ from .._keys import is_authorized
 from .._model import ASYNC_PAYLOAD_LIMIT_BYTES
 from .._names import ID_PATTERN
 from .._tasks import TaskState
-from ._app_routes import gateway_failure, route_request, route_response
+from ._app_routes import API_HANDLER, gateway_failure, route_request, route_response
 from ._calls import Superseded
 from ._catalog import Catalog
 from ._delivery import Deliveries, trigger_delivery
@@ -35,6 +36,38 @@ from ._scheduler import scheduled_event
 from ._tasks import TaskRunner
 
 log = logging.getLogger("lambdapool.http")
+#: One line per request: the console's access log (``lambdapool local`` shows it).
+access_log = logging.getLogger("lambdapool.access")
+#: Where a view leaves, in the WSGI environ, what the access log says of the call: its ``apiContext``, or
+#: the error it ended with.
+CALL_INFO = "lambdapool.call"
+CALL_ERROR = "lambdapool.error"
+
+
+def access_line(request: Request, response: Response, started: float) -> str:
+    """``POST /public/api/v1/demo/add/run  [demo/add#1] warm  200  3.21 ms``: the request, the pipeline that
+    served it (cold or warm) or the error it ended with, the status and the time taken."""
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    info = request.environ.get(CALL_INFO)
+    error = request.environ.get(CALL_ERROR)
+    if info is not None:
+        served = f"[{pipeline_name(info)}] {'cold' if info.get('coldStart') else 'warm'}"
+    elif error is not None:
+        served = error.type_name()
+    else:
+        served = "-"
+    path = request.full_path if request.query_string else request.path
+    return f"{request.method} {path}  {served}  {response.status_code}  {elapsed_ms:.2f} ms"
+
+
+def pipeline_name(api_context: dict[str, Any]) -> str:
+    """``demo/add#1`` for the pipeline ``demo-add-1`` of endpoint ``demo/add`` (as its output is prefixed)."""
+    pipeline = str(api_context.get("pipelineId", ""))
+    number = pipeline.rsplit("-", 1)[-1]
+    service, endpoint = api_context.get("serviceId"), api_context.get("endpointId")
+    return f"{endpoint}#{number}" if endpoint == API_HANDLER else f"{service}/{endpoint}#{number}"
+
+
 #: Paths only the emulator serves, whatever routes the app declares.
 RESERVED_PREFIXES = ("/public/api/v1/", "/__lambdapool__/", "/2015-03-31/")
 #: The headers of a JSON answer, as the adapter's run route sends them.
@@ -116,8 +149,14 @@ class EmulatorApp:
         )
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        started = time.perf_counter()
         request = Request(environ)
         response = self.dispatch(request)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(access_line(request, response, started))
+            error = environ.get(CALL_ERROR)
+            if error is not None and error.status >= 500:  # the function's or its pipeline's failure
+                access_log.error("%s\n%s", error.message, error.detailed_message.rstrip())
         return response(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
@@ -133,6 +172,7 @@ class EmulatorApp:
                 return self.app_route(request)  # Chalice's gateway answers what API Gateway would (403)
             return view(request, **arguments)
         except LambdapoolError as error:
+            request.environ[CALL_ERROR] = error
             return error_response(error)
         except Exception:
             log.exception("internal error answering %s %s", request.method, request.path)
@@ -178,7 +218,9 @@ class EmulatorApp:
         except NotFound:
             raise
         except LambdapoolError as error:
+            request.environ[CALL_ERROR] = error
             return gateway_failure(error)
+        request.environ[CALL_INFO] = result.api_context
         return route_response(result.result)
 
     def run(self, request: Request, service_id: str, endpoint_id: str) -> Response:
@@ -196,6 +238,7 @@ class EmulatorApp:
             runtime = self.host.catalog.callable_endpoint(service_id, endpoint_id, authorization)
             arguments = runtime.spec.parameters.bind(parse_body(raw))
             result = runtime.call(arguments, payload, give_up_after_s=self.host.gateway_timeout_s)
+        request.environ[CALL_INFO] = result.api_context
         envelope = result.envelope()
         check_response(200, JSON_HEADERS, envelope)
         return json_response(envelope)

@@ -24,6 +24,8 @@ from .._tasks import utc_timestamp
 if TYPE_CHECKING:
     from ._runtime import EndpointRuntime
 
+#: How many recent failures an endpoint keeps (with their tracebacks) for the status page and the dashboard.
+RECENT_ERRORS = 20
 #: Latency histogram buckets for /metrics, in seconds.
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -92,6 +94,9 @@ class EndpointStats:
         self._bucket_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self._latency_sum_s = 0.0
         self.last_error: dict[str, Any] | None = None
+        #: The last failures worth a look (errors of the function or of its pipeline, not the caller's), newest
+        #: last, with their tracebacks: what the dashboard lists.
+        self.recent_errors: deque[dict[str, Any]] = deque(maxlen=RECENT_ERRORS)
 
     def count(self, counter: Counter) -> None:
         with self._lock:
@@ -109,11 +114,27 @@ class EndpointStats:
             self._bucket_counts[bisect.bisect_left(LATENCY_BUCKETS_S, total_ms / 1000)] += 1
             self._latency_sum_s += total_ms / 1000
 
+    def failed(self, error: LambdapoolError, pipeline: str | None = None) -> None:
+        """Count a failed call; keep a failure of the function or its pipeline (5xx) among the recent ones."""
+        with self._lock:
+            self._counts[Counter.FAILED] += 1
+        if error.status >= 500:
+            self.record(error, pipeline)
+
+    def record(self, error: LambdapoolError, pipeline: str | None = None) -> None:
+        """Keep ``error`` as the last one, and among the recent ones (a pipeline that failed to start too)."""
+        entry = {**error.to_body(), "at": utc_timestamp()}
+        if pipeline is not None:
+            entry["pipeline"] = pipeline
+        with self._lock:
+            self.last_error = entry
+            self.recent_errors.append(entry)
+
     def event_failed(self, error: LambdapoolError) -> None:
         """Count a trigger event whose delivery failed, and keep its error for the status page."""
         with self._lock:
             self._counts[Counter.EVENTS_FAILED] += 1
-            self.last_error = {**error.to_body(), "at": utc_timestamp()}
+        self.record(error)
 
     def counters(self) -> dict[str, int]:
         """Every counter by its status-page key."""
@@ -173,6 +194,7 @@ def endpoint_status(runtime: EndpointRuntime) -> dict[str, Any]:
         "latencyMs": runtime.stats.percentiles(),
         "trigger": spec.trigger.to_json() if spec.trigger is not None else None,
         "lastError": runtime.stats.last_error,
+        "recentErrors": list(runtime.stats.recent_errors),
     }
 
 

@@ -160,8 +160,8 @@ class EndpointRuntime:
             self._execute(actions)
             if not may_queue and ticket.error is not None:
                 raise ticket.error
-        except LambdapoolError:
-            self.stats.count(Counter.FAILED)
+        except LambdapoolError as error:
+            self.stats.failed(error)
             with self._lock:
                 self._tickets.pop(request_id, None)
             raise
@@ -309,8 +309,8 @@ class EndpointRuntime:
             result = serve()
         except StillRunning:
             raise
-        except LambdapoolError:
-            self.stats.count(Counter.FAILED)
+        except LambdapoolError as error:
+            self.stats.failed(error)
             self._forget(ticket)
             raise
         except BaseException:
@@ -515,6 +515,11 @@ class EndpointRuntime:
         self._start_failed(pool_id, error)
 
     def _start_failed(self, pool_id: int, error: LambdapoolError) -> None:
+        label = self._label(pool_id)
+        self.stats.record(error, label)
+        log.error(
+            "%s: pipeline %s failed to start: %s\n%s", self.spec.where, label, error.message, error.detailed_message
+        )
         with self._lock:
             self._start_errors[pool_id] = error
             actions = self._core.start_failed(pool_id, self._clock())

@@ -45,19 +45,39 @@ class OutputTee:
     """A text stream that writes through to the pipeline's own stdout or stderr and, while a call asked for
     its log (``LogType=Tail``), keeps the last :data:`LOG_TAIL_CHARS` of what the function wrote.
 
+    With a ``prefix`` (``[demo/add#1] ``), what it writes goes out line by line, each line prefixed and
+    written whole, so that the lines of pipelines running side by side never mix mid-line on the console;
+    a last unfinished line goes out when the call ends (:meth:`end_call`).
+
     It captures what Python code writes (``print``, ``logging``, ``sys.stderr``); output a subprocess or a C
-    library writes to the file descriptors directly reaches the terminal but not the tail."""
+    library writes to the file descriptors directly reaches the terminal, unprefixed, but not the tail."""
 
     def __init__(self, stream: TextIO, sink: list[str] | None = None):
         self._stream = stream
         self.sink = sink
+        self.prefix: str | None = None
+        self._pending = ""
 
     def write(self, text: str) -> int:
         if self.sink is not None:
             self.sink.append(text)
             if len(self.sink) > 64:  # keep the sink short: join what it holds and keep the tail
                 self.sink[:] = ["".join(self.sink)[-LOG_TAIL_CHARS:]]
-        return self._stream.write(text)
+        if self.prefix is None:
+            return self._stream.write(text)
+        self._pending += text
+        if "\n" in self._pending:
+            lines, _, self._pending = self._pending.rpartition("\n")
+            self._stream.write("".join(f"{self.prefix}{line}\n" for line in lines.split("\n")))
+            self._stream.flush()
+        return len(text)
+
+    def end_call(self) -> None:
+        """The call is over: write out its last line, even unfinished."""
+        if self._pending:
+            pending, self._pending = self._pending, ""
+            self._stream.write(f"{self.prefix or ''}{pending}\n")
+        self._stream.flush()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -70,6 +90,15 @@ class CallOutput:
         self._sink: list[str] = []
         self._tees = [OutputTee(sys.stdout), OutputTee(sys.stderr)]
         sys.stdout, sys.stderr = self._tees
+
+    def label(self, prefix: str) -> None:
+        """Prefix every line from here on (``[demo/add#1] ``)."""
+        for tee in self._tees:
+            tee.prefix = prefix
+
+    def end_call(self) -> None:
+        for tee in self._tees:
+            tee.end_call()
 
     def start(self) -> None:
         self._sink.clear()
@@ -149,13 +178,35 @@ class Served:
         return cls(config.service_id, API_HANDLER, API_HANDLER, memory_mb, "the app's routes", (), server.handle)
 
 
+def pipeline_name(config: PipelineConfig) -> str:
+    """``demo/add#1``: how the console and ``ps`` name the pipeline ``demo-add-1`` (``api_handler#1``)."""
+    number = config.pipeline_id.rsplit("-", 1)[-1]
+    where = API_HANDLER if config.mode is PipelineMode.ROUTES else f"{config.service_id}/{config.endpoint_id}"
+    return f"{where}#{number}"
+
+
+def _name_process(config: PipelineConfig) -> None:
+    """What ``ps`` shows: ``lambdapool: demo/add #1`` (or ``lambdapool: describing app.py``)."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:  # a dependency; without it, ps shows the fork server's command line
+        return
+    described = config.mode is PipelineMode.DESCRIBE
+    setproctitle(
+        "lambdapool: describing app.py" if described else "lambdapool: " + pipeline_name(config).replace("#", " #")
+    )
+
+
 def run(sock: socket.socket, config: PipelineConfig) -> int:
     """Serve ``config`` on ``sock`` until the emulator closes it; returns the exit code."""
     started = time.perf_counter()
+    _name_process(config)
     os.environ.update(config.environment)
     time.tzset()  # forked from a process that has read its time zone already: take the pipeline's (Lambda's) TZ
     os.chdir(config.project_dir)
     output = CallOutput()  # before logging is configured, so that its handler writes through the tee
+    if config.mode is not PipelineMode.DESCRIBE:
+        output.label(f"[{pipeline_name(config)}] ")  # init code's output too
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s %(message)s")
     if config.cold_start_delay_ms:
@@ -242,7 +293,7 @@ def _serve(sock: socket.socket, served: Served, config: PipelineConfig, output: 
         reply["peakRssBytes"] = peak_rss_bytes()
         if tail:
             reply["log"] = (output.take() + _error_log(reply))[-LOG_TAIL_CHARS:]
-        sys.stdout.flush()
+        output.end_call()
         send_frame(sock, reply, result)
         if exit_after:
             return 1

@@ -1,0 +1,180 @@
+"""What ``lambdapool local`` shows on its console: a line per call, the functions' output prefixed by their
+pipeline and never mixed mid-line, the tracebacks of failures (calls and pipelines that fail to start), a
+stop message, and pipelines named in ``ps``."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import APPS, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def console(spawn: Callable[..., subprocess.Popen[str]], tmp_path: Path) -> Callable[..., tuple]:
+    """Start ``lambdapool local PROJECT`` with its console (stdout and stderr) going to a file, as a terminal
+    would take it: a pipe nobody reads would hold the pipelines up. Returns the process, its URL and the
+    file."""
+
+    def start(project: Path) -> tuple[subprocess.Popen[str], str, Path]:
+        log = tmp_path / f"console-{project.name}.txt"
+        with log.open("w") as output:
+            process = spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "lambdapool.cli",
+                    "local",
+                    str(project),
+                    "--port",
+                    "0",
+                    "--aws",
+                    "none",
+                    "--fast-cold-starts",
+                    "--no-reload",
+                    "--state-dir",
+                    str(tmp_path / "state"),
+                ],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        banner = wait_until(lambda: "Press Ctrl-C" in (text := log.read_text()) and text)
+        match = re.search(r"Serving on (http://\S+)", banner)
+        assert match, banner
+        return process, match.group(1), log
+
+    return start
+
+
+def stop(started: tuple[subprocess.Popen[str], str, Path]) -> list[str]:
+    """Stop the emulator as Ctrl-C does; its whole console."""
+    process, _, log = started
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    return log.read_text().splitlines()
+
+
+def run(url: str, endpoint: str, body: dict[str, object]) -> requests.Response:
+    return requests.post(f"{url}/public/api/v1/b/{endpoint}/run", json=body, timeout=60)
+
+
+def pipelines_named(prefix: str) -> list[str]:
+    """The command lines of running processes that start with ``prefix``."""
+    names = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        if text.startswith(prefix):
+            names.append(text)
+    return names
+
+
+def test_a_call_is_one_line_and_its_output_is_prefixed_by_its_pipeline(console: Callable[..., tuple]) -> None:
+    started = console(APPS / "behaviours")
+    url = started[1]
+    assert run(url, "chatty", {"lines": 2}).status_code == 200
+    assert pipelines_named("lambdapool: b/chatty #1") == ["lambdapool: b/chatty #1"]
+
+    lines = stop(started)
+
+    assert re.search(
+        r"POST /public/api/v1/b/chatty/run  \[b/chatty#1\] (cold|warm)  200  \d+\.\d\d ms$", "\n".join(lines), re.M
+    )
+    printed = [line for line in lines if "line 0 of" in line or "line 1 of" in line]
+    assert len(printed) == 2 and all(line.startswith("[b/chatty#1] line ") for line in printed)
+    assert any(line.startswith("[b/chatty#1] ") and "to stderr" in line for line in lines)
+    assert any(line.startswith("lambdapool: stopping: ending ") for line in lines)
+    assert lines[-1] == "lambdapool: stopped"
+
+
+def test_a_failed_call_shows_its_traceback(console: Callable[..., tuple]) -> None:
+    started = console(APPS / "behaviours")
+    answer = run(started[1], "chatty", {"fail": True})
+    assert answer.status_code == 500
+
+    console_text = "\n".join(stop(started))
+
+    assert re.search(r"POST /public/api/v1/b/chatty/run  KeyError  500  ", console_text)
+    assert "Traceback (most recent call last)" in console_text and "KeyError: 'missing'" in console_text
+
+
+def test_lines_of_pipelines_running_side_by_side_never_mix(console: Callable[..., tuple], tmp_path: Path) -> None:
+    project = tmp_path / "noisy"
+    project.mkdir()
+    (project / "app.py").write_text(
+        textwrap.dedent("""
+        from chalice import Chalice
+        from lambdapool import Pool, Service
+        from lambdapool.chalice import mount
+
+        app = Chalice(app_name="noisy")
+        svc = Service("b")
+
+
+        @svc.function(pool=Pool(floor=4, cruise=4, ceil=4, queue=16))
+        def noisy(tag: str):
+            for number in range(200):
+                print(f"{tag}-{number}-" + "x" * 200, end="")
+                print("-end")
+            return tag
+    """)
+    )
+    started = console(project)
+    url = started[1]
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(lambda tag: run(url, "noisy", {"tag": tag}).json()["response"], "abcd")) == list("abcd")
+
+    lines = [line for line in stop(started) if "-end" in line or "xxxx" in line]
+
+    assert len(lines) == 800
+    whole = re.compile(r"^\[b/noisy#[1-4]\] [abcd]-\d+-x{200}-end$")
+    assert [line for line in lines if not whole.match(line)] == []
+
+
+def test_a_pipeline_that_fails_to_start_shows_its_traceback(console: Callable[..., tuple], tmp_path: Path) -> None:
+    project = tmp_path / "badinit"
+    project.mkdir()
+    (project / "app.py").write_text(
+        textwrap.dedent("""
+        import os
+        from chalice import Chalice
+        from lambdapool import Service
+        from lambdapool.chalice import mount
+
+        if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # in a pipeline, not while the app is described
+            raise RuntimeError("the model file is missing")
+
+        app = Chalice(app_name="badinit")
+        svc = Service("b")
+
+
+        @svc.function()
+        def predict():
+            return 1
+
+
+        mount(app, svc)
+    """)
+    )
+    started = console(project)
+    answer = run(started[1], "predict", {})
+    assert answer.status_code == 502
+
+    console_text = "\n".join(stop(started))
+
+    assert "b/predict: pipeline b-predict-" in console_text and "failed to start" in console_text
+    assert "RuntimeError: the model file is missing" in console_text
+    assert "Traceback (most recent call last)" in console_text
