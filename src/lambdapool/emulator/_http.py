@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from .._errors import BadRequest, LambdapoolError, MethodNotAllowed, NotFound
@@ -28,6 +29,7 @@ from .._tasks import TaskState
 from ._app_routes import API_HANDLER, gateway_failure, route_request, route_response
 from ._calls import Superseded
 from ._catalog import Catalog
+from ._dashboard import dashboard_file
 from ._delivery import Deliveries, trigger_delivery
 from ._lambda_api import invoke
 from ._metrics import EmulatorCollector
@@ -142,6 +144,8 @@ class EmulatorApp:
             Route.of(r"/public/api/v1/tasks", {"GET"}, self.list_tasks),
             Route.of(r"/2015-03-31/functions/(?P<function_name>[A-Za-z0-9_:.%$-]+)/invocations", {"POST"}, self.invoke),
             Route.of(r"/__lambdapool__/status", {"GET"}, self.status),
+            Route.of(r"/__lambdapool__/", {"GET"}, self.dashboard),
+            Route.of(r"/__lambdapool__/dashboard/(?P<name>[a-z]+\.(?:html|css|js))", {"GET"}, self.dashboard_file),
             Route.of(rf"/__lambdapool__/schedules{endpoint}/fire", {"POST"}, self.fire),
             Route.of(r"/__lambdapool__/aws", {"GET"}, self.aws),
             Route.of(r"/metrics", {"GET"}, self.metrics),
@@ -167,7 +171,11 @@ class EmulatorApp:
             try:
                 view, arguments = match_route(self.routes, request.method, request.path)
             except (NotFound, MethodNotAllowed):
+                if request.method == "GET" and request.path == "/__lambdapool__":
+                    return redirect("/__lambdapool__/")
                 if self.host.catalog.api_handler is None or request.path.startswith(RESERVED_PREFIXES):
+                    if request.method == "GET" and request.path == "/":  # no app route there: the dashboard
+                        return redirect("/__lambdapool__/")
                     raise
                 return self.app_route(request)  # Chalice's gateway answers what API Gateway would (403)
             return view(request, **arguments)
@@ -320,6 +328,15 @@ class EmulatorApp:
     def aws(self, request: Request) -> Response:
         """The local AWS the emulator runs: ``{"endpointUrl": ...}`` (null with ``--aws real`` or ``none``)."""
         return json_response(self.host.aws_address())
+
+    def dashboard(self, request: Request) -> Response:
+        """The dashboard page (``/__lambdapool__`` and, for an app with no routes, ``/`` lead to it)."""
+        if not request.path.endswith("/"):
+            return redirect("/__lambdapool__/")
+        return dashboard_file("index.html")
+
+    def dashboard_file(self, request: Request, name: str) -> Response:
+        return dashboard_file(name)
 
     def status(self, request: Request) -> Response:
         return json_response(self.host.status())
