@@ -150,6 +150,25 @@ def vendor_runtime(project_dir: Path) -> list[str]:
     return changes
 
 
+#: The CloudFormation templates a deploy may need beside Chalice's (shipped in the package, under ``infra/``).
+TEMPLATES_DIR = Path(__file__).parent / "infra"
+TASK_BUCKET_TEMPLATE = "task-bucket.yaml"
+PROVISIONED_TEMPLATE = "provisioned-concurrency.yaml"
+
+
+def write_templates(project_dir: Path, names: list[str]) -> list[str]:
+    """Copy the templates ``names`` into ``project_dir/infra/`` where they are missing (one a user edited is
+    kept); returns a line per file written."""
+    changes = []
+    for name in names:
+        destination = project_dir / "infra" / name
+        if not destination.is_file():
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes((TEMPLATES_DIR / name).read_bytes())
+            changes.append(f"infra/{name}: written")
+    return changes
+
+
 @dataclasses.dataclass(frozen=True)
 class ConfigResult:
     """What ``lambdapool config`` changed (a line each; none the second time) and what to run next."""
@@ -181,6 +200,8 @@ def configure(project_dir: str | Path, stage: str = "dev", provisioned: bool = F
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     changes += vendor_runtime(project)
+    templates = [TASK_BUCKET_TEMPLATE] if any(spec.trigger is None for spec in specs) else []  # /submit's tasks
+    changes += write_templates(project, templates + ([PROVISIONED_TEMPLATE] if provisioned else []))
     next_steps = route_timeout_warnings(specs)
     next_steps.append(f"cd {project} && chalice deploy --stage {stage}")
     next_steps += event_invoke_commands(app, stage, specs)

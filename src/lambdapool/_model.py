@@ -50,6 +50,10 @@ def _check_int(owner: str, name: str, value: object, low: int, high: int | None 
     return value
 
 
+#: ``Pool.cruise`` when not given (a sentinel: the default depends on ``floor`` and ``ceil``).
+DEFAULT_CRUISE = -1
+
+
 @dataclasses.dataclass(frozen=True)
 class Pool:
     """How many pipelines serve an endpoint and how requests wait for them (Dataiku's pool semantics).
@@ -67,13 +71,16 @@ class Pool:
 
     floor: int = 1
     ceil: int = 8
-    cruise: int = 2
+    #: 2 unless given, kept within ``floor`` and ``ceil`` (so that ``Pool(ceil=1)`` is valid).
+    cruise: int = DEFAULT_CRUISE
     queue: int = 16
     timeout_ms: int = 10_000
 
     def __post_init__(self) -> None:
         _check_int("Pool", "floor", self.floor, 0)
         _check_int("Pool", "ceil", self.ceil, 1)
+        if self.cruise is DEFAULT_CRUISE and isinstance(self.floor, int) and isinstance(self.ceil, int):
+            object.__setattr__(self, "cruise", max(self.floor, min(2, self.ceil)))
         _check_int("Pool", "cruise", self.cruise, 0)
         _check_int("Pool", "queue", self.queue, 0)
         _check_int("Pool", "timeout_ms", self.timeout_ms, 0)
@@ -102,6 +109,8 @@ class Pool:
         values = self.to_dict()
         for key, value in overrides.items():
             values["timeout_ms" if key == "timeout" else key] = value
+        if "cruise" not in overrides and not values["floor"] <= values["cruise"] <= values["ceil"]:
+            values["cruise"] = DEFAULT_CRUISE  # the file did not set it: the default within its floor and ceil
         try:
             return Pool(**values)
         except ValueError as exc:

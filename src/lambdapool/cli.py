@@ -162,6 +162,7 @@ def check_package(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lambdapool", description="Function endpoints with real pools.")
+    parser.add_argument("--version", action="version", version=f"lambdapool {__import__('lambdapool').__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run_local = commands.add_parser("local", help="serve a project's endpoints with the local emulator")
     run_local.add_argument("project_dir", nargs="?", default=".", help="the Chalice project (holding app.py)")

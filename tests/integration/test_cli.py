@@ -113,3 +113,12 @@ def test_the_cold_start_delay_flag_adds_to_every_pipeline_start(start_cli) -> No
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
+
+
+def test_version_and_the_state_directory_is_git_ignored(start_cli, tmp_path: Path) -> None:
+    version = subprocess.run([sys.executable, "-m", "lambdapool.cli", "--version"], capture_output=True, text=True)
+    assert version.stdout.strip() == f"lambdapool {__import__('lambdapool').__version__}"
+
+    start_cli(APPS / "behaviours")
+
+    assert (tmp_path / "state" / ".gitignore").read_text().splitlines()[-1] == "*"

@@ -12,7 +12,7 @@ import pytest
 
 from lambdapool._deploy import runtime_files
 
-from .conftest import ROOT, SAMPLE_APP
+from .conftest import SAMPLE_APP
 
 pytestmark = pytest.mark.integration
 
@@ -101,8 +101,20 @@ def test_an_app_that_does_not_load_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2 and "broken on purpose" in result.stderr
 
 
+def test_config_writes_the_templates_a_stage_needs_into_the_project(project: Path) -> None:
+    out = run_config(project, "--stage", "prod", "--provisioned")
+
+    assert "infra/task-bucket.yaml: written" in out and "infra/provisioned-concurrency.yaml: written" in out
+    shipped = Path(__import__("lambdapool").__file__).parent / "infra"
+    for name in ("task-bucket.yaml", "provisioned-concurrency.yaml"):
+        assert (project / "infra" / name).read_bytes() == (shipped / name).read_bytes()
+    (project / "infra" / "task-bucket.yaml").write_text("# edited by the user\n")
+    assert ": written" not in run_config(project, "--stage", "prod", "--provisioned")
+    assert (project / "infra" / "task-bucket.yaml").read_text() == "# edited by the user\n"  # kept as edited
+
+
 def test_the_infra_templates_pass_cfn_lint() -> None:
-    templates = sorted((ROOT / "infra").glob("*.yaml"))
+    templates = sorted((Path(__import__("lambdapool").__file__).parent / "infra").glob("*.yaml"))
     assert [path.name for path in templates] == ["provisioned-concurrency.yaml", "task-bucket.yaml"]
     cfn_lint = Path(sys.executable).with_name("cfn-lint")  # the console script cfn-lint installs
     result = subprocess.run([str(cfn_lint), *map(str, templates)], capture_output=True, text=True, timeout=300)

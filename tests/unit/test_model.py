@@ -337,3 +337,38 @@ def test_config_prints_the_event_invoke_config_of_non_default_endpoints() -> Non
         "aws lambda put-function-event-invoke-config --function-name app-dev-s-once --maximum-retry-attempts 0 "
         "--maximum-event-age-in-seconds 600"
     ]
+
+
+@pytest.mark.parametrize(
+    ("pool", "cruise"),
+    [
+        (Pool(ceil=1, queue=1), 1),
+        (Pool(), 2),
+        (Pool(floor=3), 3),
+        (Pool(floor=0, ceil=1), 1),
+        (Pool(cruise=0, floor=0), 0),
+    ],
+)
+def test_cruise_defaults_to_two_within_floor_and_ceil(pool: Pool, cruise: int) -> None:
+    assert pool.cruise == cruise
+
+
+def test_a_pool_file_lowering_ceil_keeps_the_default_cruise_within_it() -> None:
+    assert Pool().with_overrides({"ceil": 1}).cruise == 1
+    with pytest.raises(ValueError, match="floor <= cruise <= ceil"):
+        Pool().with_overrides({"ceil": 1, "cruise": 2})
+
+
+def test_a_pool_file_naming_no_endpoint_is_reported(tmp_path: Path) -> None:
+    from lambdapool._model import EndpointSpec, ServiceSpec
+    from lambdapool.emulator._project import unmatched_pool_files
+
+    for name in ("demo/add.json", "demo/ad.json"):
+        path = tmp_path / "config" / "services" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"pool": {"ceil": 2}}')
+    services = [ServiceSpec("demo", endpoints=(EndpointSpec("demo", "add"),))]
+
+    assert unmatched_pool_files(tmp_path, services) == [
+        "config/services/demo/ad.json names no endpoint (the endpoints: demo/add)"
+    ]

@@ -40,6 +40,7 @@ from ._project import (
     describe_project,
     snapshot_code,
     third_party_imports,
+    unmatched_pool_files,
 )
 from ._reload import Reloader, ReloadRecord
 from ._runtime import EndpointRuntime
@@ -346,6 +347,9 @@ class Emulator:
     def _snapshot(self, project: Project) -> Project:
         """``project`` with a snapshot of its code of its own (see :func:`snapshot_code`), under
         ``STATE_DIR/code/<pid>/`` (those of emulators no longer running are removed)."""
+        if not (self.state_dir / ".gitignore").exists():  # the emulator's state is nothing to commit
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            (self.state_dir / ".gitignore").write_text("# lambdapool's local state: tasks, code snapshots\n*\n")
         code_root = self.state_dir / "code"
         if not self._code_swept:
             self._code_swept = True
@@ -357,6 +361,8 @@ class Emulator:
         return dataclasses.replace(project, code_dir=snapshot_code(project.directory, target))
 
     def _catalog_for(self, described: ProjectDescription) -> Catalog:
+        for problem in unmatched_pool_files(self.project.directory, described.services):
+            log.warning("warning: %s", problem)
         alias = self.project.function_environment("").get(QUALIFIER_VARIABLE)
         region = region_of(self.aws.environment(), os.environ)  # what the pipelines see, as the project does
         api_handler = api_handler_spec(self.project.app_name, self.stage, self.project.chalice_config)

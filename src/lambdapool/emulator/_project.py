@@ -282,6 +282,19 @@ def _mode(spec: EndpointSpec | None) -> PipelineMode:
     return PipelineMode.ROUTES if spec.kind == "api" else PipelineMode.SERVE
 
 
+def unmatched_pool_files(project_dir: Path, services: list[ServiceSpec]) -> list[str]:
+    """The pool files under ``config/services/`` that name no declared endpoint (a misspelt name would
+    otherwise be ignored without a word), each with what it could have meant."""
+    root = project_dir / "config" / "services"
+    known = {(service.service_id, endpoint.endpoint_id) for service in services for endpoint in service.endpoints}
+    problems = []
+    for path in sorted(root.glob("*/*.json")):
+        if (path.parent.name, path.stem) not in known:
+            endpoints = ", ".join(sorted(f"{s}/{e}" for s, e in known)) or "none"
+            problems.append(f"{path.relative_to(project_dir)} names no endpoint (the endpoints: {endpoints})")
+    return problems
+
+
 #: What a snapshot of a project's code holds: what Chalice packages of it besides ``vendor/``.
 CODE_ENTRIES = ("app.py", "chalicelib")
 
