@@ -2,8 +2,11 @@
 
 Fixtures (registered through the ``pytest11`` entry point):
 
-- ``lambdapool``: starts ``lambdapool local`` for the project on a free loopback port (with its local AWS on
-  moto) and yields an :class:`EmulatorClient`; everything is stopped after the test;
+- ``lambdapool``: ``lambdapool local`` for the project on a free loopback port (with its local AWS on moto),
+  as an :class:`EmulatorClient`. One emulator per project serves the whole session (a suite of a hundred
+  tests pays one start); before each test it is reset: work in flight ends, tasks, counters and errors are
+  forgotten and moto is emptied (the buckets the S3 triggers watch come back, empty), while the pipelines
+  stay warm. It is stopped when the session ends;
 - ``lambdapool_project``: the project directory; by default the ``lambdapool_project`` ini option (relative
   to the rootdir), else the rootdir. Override it in a ``conftest.py`` to point elsewhere;
 - ``lambdapool_moto``: moto's in-process ``mock_aws`` with safe dummy credentials, for plain unit tests of
@@ -13,6 +16,7 @@ Fixtures (registered through the ``pytest11`` entry point):
 from __future__ import annotations
 
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +30,7 @@ from ._gateway import API_GATEWAY_TIMEOUT_S
 from .emulator import Emulator
 from .emulator._delivery import ASYNC_RETRY_DELAY_S
 
-__all__ = ["Answer", "EmulatorClient"]
+__all__ = ["Answer", "EmulatorClient", "Emulators"]
 
 T = TypeVar("T")
 
@@ -54,15 +58,27 @@ class Answer:
 
 
 class EmulatorClient:
-    """Talks to a running emulator over real HTTP."""
+    """Talks to a running emulator over real HTTP.
 
-    def __init__(self, emulator: Emulator):
+    ``url`` is the emulator's base URL; :meth:`request` sends any request (a JSON body, extra headers) and
+    answers an :class:`Answer`; :meth:`run`, :meth:`submit`, :meth:`task` and :meth:`fire` are the usual
+    calls; :meth:`with_key` a client that sends an API key; :attr:`s3` and :attr:`lambda_client` boto3
+    clients on the emulator's local AWS and on its Lambda Invoke API.
+    """
+
+    def __init__(self, emulator: Emulator, headers: dict[str, str] | None = None):
         self.emulator = emulator
         self.url = emulator.url
+        self.headers = dict(headers or {})
+
+    def with_key(self, api_key: str) -> EmulatorClient:
+        """A client for the same emulator that sends ``api_key`` (as ``Authorization: Bearer <key>``)."""
+        return EmulatorClient(self.emulator, {**self.headers, "Authorization": f"Bearer {api_key}"})
 
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Answer:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=headers or {})
+        sent = {**self.headers, **(headers or {})}
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=900) as response:
                 status, raw, answer_headers = response.status, response.read(), dict(response.headers)
@@ -101,6 +117,20 @@ class EmulatorClient:
         """A boto3 S3 client on the emulator's local AWS."""
         return self.emulator.aws.client("s3")
 
+    @property
+    def lambda_client(self) -> Any:
+        """A boto3 Lambda client on the emulator's Invoke API (functions by their deployed names)."""
+        import boto3
+
+        key = self.headers.get("Authorization", "Bearer testing").removeprefix("Bearer ")
+        return boto3.client(
+            "lambda",
+            endpoint_url=self.url,
+            region_name=self.emulator.catalog.region,
+            aws_access_key_id=key,  # a keyed service's key, presented as Lambda's access key id
+            aws_secret_access_key="testing",
+        )
+
     @staticmethod
     def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.02) -> T:
         """Poll ``predicate`` until it returns something truthy and return it; fail at the deadline."""
@@ -136,6 +166,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Put the project (the ``lambdapool_project`` ini option, else the rootdir, if it holds an ``app.py``) on
+    ``sys.path``, as ``chalice local`` and Lambda do: tests import ``app`` and ``chalicelib`` under plain
+    ``pytest`` as under ``python -m pytest``."""
+    configured = config.getini("lambdapool_project")
+    project = Path(config.rootpath, configured) if configured else Path(config.rootpath)
+    if (project / "app.py").is_file() and str(project) not in sys.path:
+        sys.path.insert(0, str(project))
+
+
 @pytest.fixture
 def lambdapool_project(request: pytest.FixtureRequest) -> Path:
     """The project the ``lambdapool`` fixture serves."""
@@ -143,28 +183,60 @@ def lambdapool_project(request: pytest.FixtureRequest) -> Path:
     return Path(request.config.rootpath, configured) if configured else Path(request.config.rootpath)
 
 
-@pytest.fixture
-def lambdapool(
-    lambdapool_project: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[EmulatorClient]:
-    """``lambdapool local`` for the project, on a free port, with moto as its AWS; stopped afterwards. The
-    ini options ``lambdapool_fast_cold_starts``, ``lambdapool_async_retry_delay_s`` and
-    ``lambdapool_gateway_timeout_s`` set what the command line flags of the same names set."""
-    config = request.config
-    emulator = Emulator(
-        lambdapool_project,
-        port=0,
-        state_dir=tmp_path_factory.mktemp("lambdapool-state"),
-        fast_cold_starts=bool(config.getini("lambdapool_fast_cold_starts")),
-        async_retry_delay_s=float(config.getini("lambdapool_async_retry_delay_s")),
-        gateway_timeout_s=float(config.getini("lambdapool_gateway_timeout_s")),
-    )
-    emulator.start()
+class Emulators:
+    """The session's emulators: one per project, started when a test first needs it, stopped at the end."""
+
+    def __init__(self, config: pytest.Config, tmp_path_factory: pytest.TempPathFactory):
+        self._config = config
+        self._tmp_path_factory = tmp_path_factory
+        self._started: dict[Path, EmulatorClient] = {}
+
+    def client(self, project: Path) -> EmulatorClient:
+        """The emulator serving ``project`` (started now if it is not yet)."""
+        project = project.resolve()
+        client = self._started.get(project)
+        if client is None:
+            config = self._config
+            emulator = Emulator(
+                project,
+                port=0,
+                state_dir=self._tmp_path_factory.mktemp("lambdapool-state"),
+                fast_cold_starts=bool(config.getini("lambdapool_fast_cold_starts")),
+                async_retry_delay_s=float(config.getini("lambdapool_async_retry_delay_s")),
+                gateway_timeout_s=float(config.getini("lambdapool_gateway_timeout_s")),
+            )
+            emulator.start()
+            emulator.serve_in_thread()
+            client = self._started[project] = EmulatorClient(emulator)
+        return client
+
+    def close(self) -> None:
+        for client in self._started.values():
+            client.emulator.close()
+        self._started.clear()
+
+
+@pytest.fixture(scope="session")
+def lambdapool_emulators(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Emulators]:
+    """The session's emulators (see :class:`Emulators`); what ``lambdapool`` takes its emulator from."""
+    emulators = Emulators(request.config, tmp_path_factory)
     try:
-        emulator.serve_in_thread()
-        yield EmulatorClient(emulator)
+        yield emulators
     finally:
-        emulator.close()
+        emulators.close()
+
+
+@pytest.fixture
+def lambdapool(lambdapool_project: Path, lambdapool_emulators: Emulators) -> EmulatorClient:
+    """``lambdapool local`` for the project, reset for this test (see the module docstring). The ini options
+    ``lambdapool_fast_cold_starts``, ``lambdapool_async_retry_delay_s`` and ``lambdapool_gateway_timeout_s``
+    set what the command line flags of the same names set. The emulator was started with the session's
+    environment: a variable a test sets later does not reach its pipelines."""
+    client = lambdapool_emulators.client(lambdapool_project)
+    client.emulator.reset()
+    return client
 
 
 @pytest.fixture

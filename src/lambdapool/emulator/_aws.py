@@ -173,6 +173,15 @@ class LocalAws:
         for name, _trigger, _visibility_s in self._triggers:
             self._start_poller(name, deliver)
 
+    def reset(self) -> None:
+        """Empty the local AWS (moto's reset: every bucket, object and queue goes), then wire the S3 triggers
+        again (their buckets and queues come back, empty). Nothing happens with ``--aws real`` or ``none``."""
+        if self.mode is not AwsMode.MOTO or not self._port:
+            return
+        request = urllib.request.Request(f"{self._url()}/moto-api/reset", method="POST", data=b"")
+        urllib.request.urlopen(request, timeout=30).close()
+        self._wire()
+
     def rewire_s3_triggers(
         self, triggers: list[tuple[str, Trigger, int]], deliver: Callable[[str, dict[str, Any]], None]
     ) -> None:

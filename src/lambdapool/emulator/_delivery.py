@@ -155,6 +155,13 @@ class Deliveries:
                 self._dispatch, (runtime, lane), f"lambdapool-deliver-{runtime.spec.lambda_name}"
             )
 
+    def idle(self) -> bool:
+        """Whether no work waits, waits to be retried or is in flight."""
+        with self._lock:
+            waiting = any(lane.waiting for lane in self._lanes.values())
+            in_flight = any(thread.name.startswith("lambdapool-call-") for thread in self._threads)
+            return not (self._named or self._retrying or waiting or in_flight)
+
     def depth(self, runtime: EndpointRuntime) -> int:
         """How much of ``runtime``'s work waits for room in its pool."""
         with self._lock:

@@ -142,6 +142,7 @@ class Emulator:
         self._code_versions = 0
         self._code_swept = False
         self.tasks: TaskRunner  # from start(): its store reads the state directory
+        self._task_store: FileTaskStore
         self.scheduler: Scheduler | None = None
         self._supervise_interval_s = supervise_interval_s
         self._forkserver: ForkServer | None = None
@@ -163,7 +164,8 @@ class Emulator:
         """Load the project, start the pools' floor pipelines and bind the HTTP server (not yet serving)."""
         try:
             self.project = self._snapshot(Project.load(self.project_dir, self.stage))
-            self.tasks = TaskRunner(FileTaskStore(self.state_dir / "tasks", self.task_retention), self.deliveries)
+            self._task_store = FileTaskStore(self.state_dir / "tasks", self.task_retention)
+            self.tasks = TaskRunner(self._task_store, self.deliveries)
             self.aws.start()
             self._forkserver = ForkServer(
                 preload=[*BASE_PRELOAD, *third_party_imports(self.project.app_path)], on_exit=self._on_pipeline_exit
@@ -238,6 +240,20 @@ class Emulator:
             self.reloads.succeeded(changed, endpoints)
             log.info("reloaded after changes to %s: %d endpoints", what, endpoints)
             return True
+
+    def reset(self, timeout_s: float = 60.0) -> None:
+        """Back to what a test starts from, pipelines kept warm (what the pytest plugin does between tests):
+        once the work in flight has ended (at most ``timeout_s``), tasks, counters and errors are forgotten and
+        the local AWS is emptied (the buckets and queues of the S3 triggers come back, empty)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.deliveries.idle() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        for runtime in self.catalog.runtimes():
+            runtime.drain(max(0.0, deadline - time.monotonic()))
+        self._task_store.clear()
+        for runtime in self.catalog.runtimes():
+            runtime.stats.reset()
+        self.aws.reset()
 
     def close(self) -> None:
         """Stop serving and end every pipeline, thread and process the emulator started. Safe to call twice."""

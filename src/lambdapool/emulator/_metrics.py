@@ -98,6 +98,16 @@ class EndpointStats:
         #: last, with their tracebacks: what the dashboard lists.
         self.recent_errors: deque[dict[str, Any]] = deque(maxlen=RECENT_ERRORS)
 
+    def reset(self) -> None:
+        """Back to zero: counters, latencies, errors (a test's reset)."""
+        with self._lock:
+            self._counts = dict.fromkeys(Counter, 0)
+            self._recent_ms.clear()
+            self._bucket_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)
+            self._latency_sum_s = 0.0
+            self.last_error = None
+            self.recent_errors.clear()
+
     def count(self, counter: Counter) -> None:
         with self._lock:
             self._counts[counter] += 1

@@ -91,6 +91,14 @@ class FileTaskStore(MemoryTaskStore):
     def _path(self, task_id: str) -> Path:
         return self.directory / f"{task_id}.json"
 
+    def clear(self) -> None:
+        """Forget every record (a test's reset): none is running then."""
+        with self._lock:
+            for task_id in list(self._records):
+                self._path(task_id).unlink(missing_ok=True)
+            self._records.clear()
+            self._sizes.clear()
+
     def stored_bytes(self) -> int:
         """What the records take on disk."""
         with self._lock:
