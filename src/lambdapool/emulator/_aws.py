@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._triggers import Trigger
+from ._project import Bucket
 from ._supervision import RestartBackoff, describe_returncode, restart_with_backoff
 
 log = logging.getLogger("lambdapool.aws")
@@ -89,6 +90,7 @@ class LocalAws:
         self._watcher: threading.Thread | None = None
         self._pollers: list[threading.Thread] = []
         self._triggers: list[tuple[str, Trigger, int]] = []
+        self._buckets: list[Bucket] = []  # declared in config/buckets.json: created (and seeded) on moto
         self._queue_urls: dict[str, str] = {}
 
     def __enter__(self) -> LocalAws:
@@ -173,6 +175,26 @@ class LocalAws:
         for name, _trigger, _visibility_s in self._triggers:
             self._start_poller(name, deliver)
 
+    def provision(self, buckets: list[Bucket] | None = None) -> None:
+        """Create the declared buckets on moto and put their seed files in them (``buckets``, when given,
+        replace the declared ones); after a reset or a restart of moto's server it happens again. Nothing
+        is created on a real AWS."""
+        if buckets is not None:
+            self._buckets = list(buckets)
+        if self.mode is not AwsMode.MOTO or not self._port or not self._buckets:
+            return
+        s3 = self.client("s3")
+        for bucket in self._buckets:
+            try:
+                s3.create_bucket(Bucket=bucket.name)
+            except s3.exceptions.BucketAlreadyOwnedByYou:
+                pass
+            if bucket.seed is not None:
+                for path in sorted(p for p in bucket.seed.rglob("*") if p.is_file()):
+                    s3.put_object(
+                        Bucket=bucket.name, Key=path.relative_to(bucket.seed).as_posix(), Body=path.read_bytes()
+                    )
+
     def reset(self) -> None:
         """Empty the local AWS (moto's reset: every bucket, object and queue goes), then wire the S3 triggers
         again (their buckets and queues come back, empty). Nothing happens with ``--aws real`` or ``none``."""
@@ -180,6 +202,7 @@ class LocalAws:
             return
         request = urllib.request.Request(f"{self._url()}/moto-api/reset", method="POST", data=b"")
         urllib.request.urlopen(request, timeout=30).close()
+        self.provision()
         self._wire()
 
     def rewire_s3_triggers(
@@ -298,6 +321,7 @@ class LocalAws:
         :func:`~lambdapool.emulator._supervision.restart_with_backoff`)."""
         process = self._launch()
         try:
+            self.provision()
             self._wire()
         except BaseException:
             _terminate(process)

@@ -38,6 +38,7 @@ from ._project import (
     Project,
     ProjectDescription,
     describe_project,
+    load_buckets,
     snapshot_code,
     third_party_imports,
     unmatched_pool_files,
@@ -174,6 +175,7 @@ class Emulator:
             self.catalog = self._catalog_for(describe_project(self._forkserver, self.project, self.aws.environment()))
             for runtime in self.catalog.runtimes():
                 runtime.load()
+            self.aws.provision(load_buckets(self.project.directory))  # before the triggers: seeds fire nothing
             self._start_triggers()
             self._supervisor = threading.Thread(target=self._supervise, name="lambdapool-supervisor")
             self._supervisor.start()

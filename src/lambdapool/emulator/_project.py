@@ -282,6 +282,45 @@ def _mode(spec: EndpointSpec | None) -> PipelineMode:
     return PipelineMode.ROUTES if spec.kind == "api" else PipelineMode.SERVE
 
 
+@dataclasses.dataclass(frozen=True)
+class Bucket:
+    """A bucket the local AWS creates at start (and after each reset), with the files of ``seed`` (a directory)
+    put in it as objects, their paths below ``seed`` as keys."""
+
+    name: str
+    seed: Path | None = None
+
+
+def load_buckets(project_dir: Path) -> list[Bucket]:
+    """The buckets ``config/buckets.json`` declares: ``{"buckets": ["name", {"name": ..., "seed": "dir"}]}``
+    (``seed`` relative to the project). Raises ``ValueError`` saying what is wrong with the file."""
+    path = project_dir / "config" / "buckets.json"
+    if not path.is_file():
+        return []
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable JSON file: {exc}") from exc
+    entries = document.get("buckets") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError(f'{path}: expected {{"buckets": ["name", {{"name": "...", "seed": "dir"}}]}}')
+    buckets = []
+    for entry in entries:
+        name, seed = (
+            (entry, None)
+            if isinstance(entry, str)
+            else (entry.get("name"), entry.get("seed"))
+            if isinstance(entry, dict)
+            else (None, None)
+        )
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{path}: every bucket needs a name, got {entry!r}")
+        if seed is not None and not (project_dir / str(seed)).is_dir():
+            raise ValueError(f"{path}: the seed of {name} is not a directory: {seed}")
+        buckets.append(Bucket(name, project_dir / str(seed) if seed is not None else None))
+    return buckets
+
+
 def unmatched_pool_files(project_dir: Path, services: list[ServiceSpec]) -> list[str]:
     """The pool files under ``config/services/`` that name no declared endpoint (a misspelt name would
     otherwise be ignored without a word), each with what it could have meant."""
