@@ -118,6 +118,19 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+def lambda_client(emulator: Emulator) -> Any:
+    """A boto3 Lambda client on the emulator's Invoke API."""
+    import boto3
+
+    return boto3.client(
+        "lambda",
+        endpoint_url=emulator.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 @pytest.mark.parametrize(("method", "path", "options"), REQUESTS, ids=[f"{m} {p}" for m, p, _ in REQUESTS])
 def test_a_route_answers_as_chalice_local_answers(
     chalice_local: str, emulator: Emulator, method: str, path: str, options: dict[str, Any]
@@ -161,15 +174,7 @@ def test_a_route_past_the_gateway_timeout_gets_api_gateways_504(emulator: Emulat
 
 
 def test_the_invoke_api_runs_the_api_handler_with_a_proxy_event(emulator: Emulator) -> None:
-    import boto3
-
-    client = boto3.client(
-        "lambda",
-        endpoint_url=emulator.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = lambda_client(emulator)
     event = {
         "resource": "/",
         "path": "/",
@@ -216,15 +221,7 @@ def test_a_mistyped_parameter_is_the_same_400_under_chalice_local_and_the_emulat
 
 
 def test_deployed_a_mistyped_event_is_the_functions_bad_request(emulator: Emulator) -> None:
-    import boto3
-
-    client = boto3.client(
-        "lambda",
-        endpoint_url=emulator.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = lambda_client(emulator)
 
     answer = client.invoke(FunctionName="routes-dev-svc-add", Payload=b'{"x": 1, "y": [2]}')
 
