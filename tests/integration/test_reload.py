@@ -180,3 +180,38 @@ def test_only_the_files_that_describe_the_project_are_watched(project: Path) -> 
     assert not watched(root, str(root / ".lambdapool" / "tasks" / "x.json"))  # the emulator's own state
     assert not watched(root, str(root / "chalicelib" / "__pycache__" / "model.cpython-311.pyc"))
     assert not watched(root, str(root / "README.md"))
+
+
+def test_closing_during_a_reload_ends_the_calls_it_drains_and_starts_nothing_new(
+    project: Path, serve: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    held = textwrap.dedent(f"""
+        @svc.function(pool=Pool(floor=1, cruise=1, ceil=1, queue=1), timeout_s=300)
+        def held():
+            import os, time
+            while not os.path.exists({str(tmp_path / "never")!r}):
+                time.sleep(0.01)
+            return "released"
+
+
+        mount(app, svc)
+    """)
+    (project / "app.py").write_text((project / "app.py").read_text().replace("mount(app, svc)", held))
+    emulator = serve(project)
+    answers: list[int] = []
+    caller = threading.Thread(target=lambda: answers.append(run(emulator, "held").status_code))
+    caller.start()
+    wait_until(lambda: emulator.status()["services"]["svc"]["endpoints"]["held"]["pipelines"]["busy"] == 1)
+    reloading = threading.Thread(target=emulator.reload, args=(["app.py"],))
+    reloading.start()
+    wait_until(lambda: emulator.status()["reload"]["generation"] == 0 and emulator._draining)
+
+    closing = threading.Thread(target=emulator.close)
+    closing.start()
+    closing.join(60)  # the held call would take 300 s: close must not wait for it
+
+    assert not closing.is_alive()
+    reloading.join(60)
+    caller.join(60)
+    assert answers == [502]  # the call was in flight when the emulator stopped: answered, not dropped
+    assert [thread.name for thread in threading.enumerate() if thread.name.startswith("lambdapool-")] == []

@@ -214,11 +214,16 @@ class Emulator:
             try:
                 project = self._snapshot(Project.load(self.project_dir, self.stage))
                 described = describe_project(forkserver, project, self.aws.environment())
-            except (AppLoadError, ValueError, OSError) as error:
+            except BaseException as error:
                 if project is not None:
                     _remove_code(project)
+                if not isinstance(error, (AppLoadError, ValueError, OSError)):
+                    raise
                 self.reloads.failed(changed, str(error))
                 log.error("reload after changes to %s failed; the previous version keeps serving:\n%s", what, error)
+                return False
+            if self._stopping.is_set():  # closing meanwhile: nothing new is started
+                _remove_code(project)
                 return False
             old, previous = self.catalog, self.project
             self.project = project
@@ -230,12 +235,15 @@ class Emulator:
             self._restart_triggers()
             draining = list(old.runtimes())
             self._draining = draining
+            for runtime in draining:
+                runtime.stop_arrivals()  # a late arrival goes on to the new pool from here
             deadline = time.monotonic() + max((_drain_bound_s(runtime) for runtime in draining), default=0.0)
             for runtime in draining:
-                if not runtime.drain(max(0.0, deadline - time.monotonic())):
-                    log.warning("%s: calls still running at the reload's deadline are ended", runtime.spec.where)
+                while not runtime.drain(min(0.1, max(0.0, deadline - time.monotonic()))):
+                    if self._stopping.is_set() or time.monotonic() >= deadline:
+                        break
             for runtime in draining:
-                runtime.supersede()
+                runtime.close()  # calls still running at the deadline (or at a close) end here
             self._draining = []
             _remove_code(previous)
             endpoints = sum(len(service.endpoints) for service in new.services.values())
@@ -274,9 +282,11 @@ class Emulator:
             self._forkserver.stop_restarting()  # closing pools must not wait for a fork server to come back
         self.aws.stop_polling()  # the S3 pollers hand events to the deliveries: stop them first
         self.deliveries.close()
-        with self._reload_lock:  # a reload in progress has finished its swap
-            for runtime in self._draining:
-                runtime.close()
+        for runtime in list(self._draining):  # a reload in progress stops draining (it sees _stopping)
+            runtime.close()
+        with self._reload_lock:  # a reload in progress has finished (it starts nothing once stopping)
+            if self.scheduler is not None:
+                self.scheduler.stop()
             self.catalog.close()  # fails the calls in flight, so the threads waiting on them end
         if server is not None:
             server.close_connections()  # after the pools: every call in flight has had its answer

@@ -162,8 +162,7 @@ class EndpointRuntime:
                 raise ticket.error
         except LambdapoolError as error:
             self.stats.failed(error)
-            with self._lock:
-                self._tickets.pop(request_id, None)
+            self._forget(ticket)
             raise
         return ticket
 
@@ -274,11 +273,15 @@ class EndpointRuntime:
         with self._drained:
             return self._drained.wait_for(lambda: not self._tickets, timeout_s)
 
-    def supersede(self) -> None:
-        """Close the pool for a reload that replaced it: a call arriving from now on raises
-        :class:`Superseded` (its caller sends it to the new pool) instead of failing."""
+    def stop_arrivals(self) -> None:
+        """A reload replaced the pool: a call arriving from now on raises :class:`Superseded` (its caller
+        sends it to the new pool); the calls already in the pool go on (:meth:`drain` waits for them)."""
         with self._lock:
             self._superseded = True
+
+    def supersede(self) -> None:
+        """:meth:`stop_arrivals`, then close the pool."""
+        self.stop_arrivals()
         self.close()
 
     def close(self) -> None:

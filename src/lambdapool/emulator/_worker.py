@@ -14,6 +14,7 @@ import os
 import resource
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -57,27 +58,46 @@ class OutputTee:
         self.sink = sink
         self.prefix: str | None = None
         self._pending = ""
+        self._lock = threading.RLock()
+        self._midline = False  # a line was flushed half-way: its rest carries no prefix
 
     def write(self, text: str) -> int:
-        if self.sink is not None:
-            self.sink.append(text)
-            if len(self.sink) > 64:  # keep the sink short: join what it holds and keep the tail
-                self.sink[:] = ["".join(self.sink)[-LOG_TAIL_CHARS:]]
-        if self.prefix is None:
-            return self._stream.write(text)
-        self._pending += text
-        if "\n" in self._pending:
-            lines, _, self._pending = self._pending.rpartition("\n")
-            self._stream.write("".join(f"{self.prefix}{line}\n" for line in lines.split("\n")))
+        with self._lock:  # the function's own threads print too
+            if self.sink is not None:
+                self.sink.append(text)
+                if len(self.sink) > 64:  # keep the sink short: join what it holds and keep the tail
+                    self.sink[:] = ["".join(self.sink)[-LOG_TAIL_CHARS:]]
+            if self.prefix is None:
+                return self._stream.write(text)
+            self._pending += text
+            if "\n" in self._pending:
+                lines, _, self._pending = self._pending.rpartition("\n")
+                first, *rest = lines.split("\n")
+                head = first if self._midline else f"{self.prefix}{first}"  # a line flushed half-way goes on
+                self._stream.write("".join([f"{head}\n", *(f"{self.prefix}{line}\n" for line in rest)]))
+                self._midline = False
+                self._stream.flush()
+            return len(text)
+
+    def flush(self) -> None:
+        """Write out what waits, an unfinished line too (``print(..., end="", flush=True)``, progress
+        output; the rest of the line follows it), then flush the stream."""
+        with self._lock:
+            if self._pending:
+                pending, self._pending = self._pending, ""
+                self._stream.write(pending if self._midline else f"{self.prefix or ''}{pending}")
+                self._midline = self.prefix is not None
             self._stream.flush()
-        return len(text)
 
     def end_call(self) -> None:
         """The call is over: write out its last line, even unfinished."""
-        if self._pending:
-            pending, self._pending = self._pending, ""
-            self._stream.write(f"{self.prefix or ''}{pending}\n")
-        self._stream.flush()
+        with self._lock:
+            if self._pending or self._midline:
+                pending, self._pending = self._pending, ""
+                head = "" if self._midline else self.prefix or ""
+                self._stream.write(f"{head}{pending}\n")
+                self._midline = False
+            self._stream.flush()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -227,6 +247,7 @@ def run(sock: socket.socket, config: PipelineConfig) -> int:
         else:
             served = Served.endpoint(_find_endpoint(find_services(module), config.service_id, config.endpoint_id))
     except Exception as exc:
+        output.end_call()  # what init code printed before it failed
         send_frame(sock, _init_failure(exc))
         return 1
     init_ms = (time.perf_counter() - started) * 1000
