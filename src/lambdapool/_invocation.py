@@ -13,6 +13,7 @@ import json
 import logging
 import time
 import traceback
+import typing
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,10 @@ class ParameterSpec:
     #: The JSON type of each annotated parameter (see :mod:`lambdapool._types`), and of ``**kwargs``' values.
     types: Mapping[str, JsonType] = dataclasses.field(default_factory=dict, hash=False)
     keyword_type: JsonType | None = dataclasses.field(default=None, hash=False)
+    #: How each parameter is annotated, as written (any annotation, JSON type or not), and the defaults of
+    #: the optional ones (a default that is no JSON value as its ``repr``): what listings show.
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False, compare=False)
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False, compare=False)
 
     @classmethod
     def from_function(cls, function: Callable[..., Any], where: str, trigger: bool = False) -> ParameterSpec:
@@ -69,7 +74,14 @@ class ParameterSpec:
         hints = hints_of(function)
         kinds: dict[str, JsonType] = {}
         keyword_type: JsonType | None = None
+        annotations: dict[str, str] = {}
+        defaults: dict[str, Any] = {}
         for parameter in inspect.signature(function).parameters.values():
+            if parameter.name not in RESERVED_PARAMETERS:
+                if parameter.annotation is not inspect.Parameter.empty:
+                    annotations[parameter.name] = _written(hints.get(parameter.name, parameter.annotation))
+                if parameter.default is not inspect.Parameter.empty:
+                    defaults[parameter.name] = _json_or_repr(parameter.default)
             kind = json_type(hints[parameter.name]) if parameter.name in hints else None
             if kind is not None and parameter.default is None and check(None, kind) is not None:
                 kind = {"kind": "union", "options": [kind, {"kind": "null"}]}  # ``x: float = None``
@@ -95,7 +107,9 @@ class ParameterSpec:
             if required != ["event"]:
                 raise ValueError(f"{where}: a trigger endpoint takes (event) or (event, context), got {required}")
             return cls(("event",), (), False, wants_context)
-        return cls(tuple(required), tuple(optional), var_keyword, wants_context, kinds, keyword_type)
+        return cls(
+            tuple(required), tuple(optional), var_keyword, wants_context, kinds, keyword_type, annotations, defaults
+        )
 
     def describe(self) -> str:
         """The expected parameters, as error messages name them."""
@@ -147,6 +161,8 @@ class ParameterSpec:
             "wantsContext": self.wants_context,
             "types": dict(self.types),
             "keywordType": self.keyword_type,
+            "annotations": dict(self.annotations),
+            "defaults": dict(self.defaults),
         }
 
     @classmethod
@@ -158,7 +174,31 @@ class ParameterSpec:
             bool(data["wantsContext"]),
             dict(data.get("types") or {}),
             data.get("keywordType"),
+            dict(data.get("annotations") or {}),
+            dict(data.get("defaults") or {}),
         )
+
+
+def _written(annotation: Any) -> str:
+    """An annotation as Python writes it (``float``, ``list[int]``, ``pandas.DataFrame``)."""
+    if isinstance(annotation, str):
+        return annotation
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return (
+            annotation.__name__
+            if annotation.__module__ == "builtins"
+            else f"{annotation.__module__}.{annotation.__qualname__}"
+        )
+    return repr(annotation).replace("typing.", "")
+
+
+def _json_or_repr(value: Any) -> Any:
+    """``value`` if it is a JSON value, else its ``repr``."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
 
 
 def _no_constant(name: str) -> Any:

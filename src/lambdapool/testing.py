@@ -102,6 +102,18 @@ class EmulatorClient:
         task: dict[str, Any] = answer.body
         return task
 
+    def functions(self) -> list[dict[str, Any]]:
+        """Every endpoint's definition and its running and queued calls (``GET /__lambdapool__/functions``)."""
+        listed: list[dict[str, Any]] = self.request("GET", "/__lambdapool__/functions").body["functions"]
+        return listed
+
+    def terminate_tasks(self, service: str, endpoint: str) -> list[str]:
+        """Terminate every queued and running task of the endpoint; returns their ids."""
+        answer = self.request("DELETE", f"/public/api/v1/tasks?serviceId={service}&endpointId={endpoint}")
+        assert answer.status == 200, answer
+        terminated: list[str] = answer.body["terminated"]
+        return terminated
+
     def fire(self, service: str, endpoint: str) -> Answer:
         """Fire a scheduled endpoint now (through its pool) and return its answer."""
         return self.request("POST", f"/__lambdapool__/schedules/{service}/{endpoint}/fire")

@@ -473,7 +473,7 @@ def test_a_trailing_slash_reaches_the_same_route(surface: Surface) -> None:
         ("GET", "/public/api/v1/b/echo/run", "POST"),
         ("PUT", "/public/api/v1/b/echo/submit", "POST"),
         ("POST", f"/public/api/v1/tasks/{UNKNOWN_TASK}", "DELETE, GET"),
-        ("PUT", "/public/api/v1/tasks", "GET"),
+        ("PUT", "/public/api/v1/tasks", "DELETE, GET"),
         ("GET", "/2015-03-31/functions/b-echo/invocations", "POST"),
         ("POST", "/__lambdapool__/status", "GET"),
         ("GET", "/__lambdapool__/schedules/b/tick/fire", "POST"),

@@ -34,6 +34,7 @@ from ._delivery import Deliveries, trigger_delivery
 from ._lambda_api import invoke
 from ._metrics import EmulatorCollector
 from ._requests import error_response, json_response, read_body
+from ._runtime import EndpointRuntime
 from ._scheduler import scheduled_event
 from ._tasks import TaskRunner
 
@@ -44,6 +45,37 @@ access_log = logging.getLogger("lambdapool.access")
 #: the error it ended with.
 CALL_INFO = "lambdapool.call"
 CALL_ERROR = "lambdapool.error"
+
+
+def function_listing(runtime: EndpointRuntime) -> dict[str, Any]:
+    """An endpoint's definition as ``GET /__lambdapool__/functions`` lists it: its kind, description, limits,
+    pool, parameters (name, annotation as written, required, default) and its calls running and queued."""
+    spec = runtime.spec
+    parameters = spec.parameters
+    listed = []
+    for name in (*parameters.required, *parameters.optional):
+        entry: dict[str, Any] = {
+            "name": name,
+            "annotation": parameters.annotations.get(name),
+            "required": name in parameters.required,
+        }
+        if name in parameters.defaults:
+            entry["default"] = parameters.defaults[name]
+        listed.append(entry)
+    occupancy = runtime.occupancy()
+    return {
+        "serviceId": spec.service_id,
+        "endpointId": spec.endpoint_id,
+        "kind": spec.kind,
+        "description": spec.description,
+        "timeoutS": spec.timeout_s,
+        "memoryMb": spec.memory_mb,
+        "pool": spec.pool.to_dict(),
+        "parameters": listed,
+        "acceptsOtherParameters": parameters.var_keyword,
+        "running": occupancy.busy,
+        "queued": occupancy.queued,
+    }
 
 
 def access_line(request: Request, response: Response, started: float) -> str:
@@ -141,7 +173,8 @@ class EmulatorApp:
             Route.of(rf"/public/api/v1{endpoint}/run", {"POST"}, self.run),
             Route.of(rf"/public/api/v1{endpoint}/submit", {"POST"}, self.submit),
             Route.of(rf"/public/api/v1/tasks/(?P<task_id>{ID_PATTERN})", {"GET", "DELETE"}, self.task),
-            Route.of(r"/public/api/v1/tasks", {"GET"}, self.list_tasks),
+            Route.of(r"/public/api/v1/tasks", {"GET", "DELETE"}, self.list_tasks),
+            Route.of(r"/__lambdapool__/functions", {"GET"}, self.functions),
             Route.of(r"/2015-03-31/functions/(?P<function_name>[A-Za-z0-9_:.%$-]+)/invocations", {"POST"}, self.invoke),
             Route.of(r"/__lambdapool__/status", {"GET"}, self.status),
             Route.of(r"/__lambdapool__/", {"GET"}, self.dashboard),
@@ -272,10 +305,36 @@ class EmulatorApp:
         check_response(200, JSON_HEADERS, body)  # a large result can make it too big for API Gateway
         return json_response(body)
 
+    def functions(self, request: Request) -> Response:
+        """Every endpoint with its definition and how many of its calls run and wait now (restful-functions'
+        listing): ``{"functions": [...]}`` (see :func:`function_listing`)."""
+        catalog = self.host.catalog
+        listed = [
+            function_listing(runtime) for service in catalog.services.values() for runtime in service.endpoints.values()
+        ]
+        return json_response({"functions": listed})
+
+    def terminate_tasks(self, request: Request) -> Response:
+        """Terminate every queued and running task of ``serviceId``/``endpointId`` (restful-functions'
+        "terminate function"): ``{"serviceId", "endpointId", "terminated": [taskId, ...]}``."""
+        service_id, endpoint_id = request.args.get("serviceId", ""), request.args.get("endpointId", "")
+        if not service_id or not endpoint_id:
+            raise BadRequest("terminating tasks needs both serviceId and endpointId query parameters")
+        self.host.catalog.callable_endpoint(service_id, endpoint_id, request.headers.get("Authorization"))
+        tasks = self.host.tasks
+        live = [record for record in tasks.store.list(service_id, endpoint_id, None) if not record.status.is_final]
+        for record in live:
+            tasks.cancel(record.task_id)
+        ids = [record.task_id for record in live]
+        return json_response({"serviceId": service_id, "endpointId": endpoint_id, "terminated": ids})
+
     def list_tasks(self, request: Request) -> Response:
         """Tasks, oldest first, filtered by ``serviceId``, ``endpointId`` and ``status`` query parameters: at
         most ``limit`` (default 100, at most 1000) summaries (no ``response``: fetch a task for it) and a
-        ``nextToken`` to pass back for the next page (``null`` on the last)."""
+        ``nextToken`` to pass back for the next page (``null`` on the last). ``DELETE`` terminates an
+        endpoint's tasks (:meth:`terminate_tasks`)."""
+        if request.method == "DELETE":
+            return self.terminate_tasks(request)
         limit_text = request.args.get("limit", str(TASK_PAGE_DEFAULT))
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= TASK_PAGE_MAX:
             raise BadRequest(f"limit must be a whole number from 1 to {TASK_PAGE_MAX}, got {limit_text[:20]!r}")
