@@ -69,16 +69,30 @@ def run(url: str, endpoint: str, body: dict[str, object]) -> requests.Response:
     return requests.post(f"{url}/public/api/v1/b/{endpoint}/run", json=body, timeout=60)
 
 
-def pipelines_named(prefix: str) -> list[str]:
-    """The command lines of running processes that start with ``prefix``."""
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        pid = parent_of(pid)
+    return False
+
+
+def pipelines_named(prefix: str, emulator_pid: int) -> list[str]:
+    """The command lines of the running processes the emulator ``emulator_pid`` started (other emulators may
+    run on this machine) that start with ``prefix``."""
     names = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode().strip()
-        except OSError:
+            if text.startswith(prefix) and descends_from(int(cmdline.parent.name), emulator_pid):
+                names.append(text)
+        except (OSError, ValueError, IndexError):
             continue
-        if text.startswith(prefix):
-            names.append(text)
     return names
 
 
@@ -86,7 +100,7 @@ def test_a_call_is_one_line_and_its_output_is_prefixed_by_its_pipeline(console: 
     started = console(APPS / "behaviours")
     url = started[1]
     assert run(url, "chatty", {"lines": 2}).status_code == 200
-    assert pipelines_named("lambdapool: b/chatty #1") == ["lambdapool: b/chatty #1"]
+    assert pipelines_named("lambdapool: b/chatty #1", started[0].pid) == ["lambdapool: b/chatty #1"]
 
     lines = stop(started)
 
