@@ -93,7 +93,8 @@ def start_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
 @pytest.fixture
 def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Start a process in a process group of its own (``subprocess.Popen`` arguments); at teardown, whatever
-    the test did, the whole group is killed and reaped, so that nothing it started outlives the test."""
+    the test did, a process still running is asked to stop (SIGTERM), then the whole group is killed and
+    reaped, so that nothing it started outlives the test."""
     started: list[subprocess.Popen[str]] = []
 
     def start(args: list[str], **options: Any) -> subprocess.Popen[str]:
@@ -103,6 +104,12 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
 
     yield start
     for process in started:
+        if process.poll() is None:  # still running: a clean stop first, so that it removes what it made
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
         try:
             os.killpg(process.pid, signal.SIGKILL)  # the group outlives its leader: kill it even if it ended
         except ProcessLookupError:

@@ -32,7 +32,7 @@ from ._delivery import ASYNC_RETRY_DELAY_S, Deliveries, trigger_delivery
 from ._forkserver import ForkServer
 from ._http import EmulatorApp
 from ._pipeline import Pipeline
-from ._processes import new_tmp_dir
+from ._processes import new_tmp_dir, process_running, release_tmp_dirs, sweep_tmp_dirs
 from ._project import (
     BASE_PRELOAD,
     Project,
@@ -56,16 +56,6 @@ log = logging.getLogger("lambdapool.emulator")
 def _remove_code(project: Project) -> None:
     if project.code_dir is not None:
         shutil.rmtree(project.code_dir, ignore_errors=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _drain_bound_s(runtime: EndpointRuntime) -> float:
@@ -164,6 +154,7 @@ class Emulator:
     def start(self) -> None:
         """Load the project, start the pools' floor pipelines and bind the HTTP server (not yet serving)."""
         try:
+            sweep_tmp_dirs(self.state_dir)
             self.project = self._snapshot(Project.load(self.project_dir, self.stage))
             self._task_store = FileTaskStore(self.state_dir / "tasks", self.task_retention)
             self.tasks = TaskRunner(self._task_store, self.deliveries)
@@ -297,6 +288,7 @@ class Emulator:
         if forkserver is not None:
             forkserver.stop()
         _remove_code(self.project)
+        release_tmp_dirs(self.state_dir)
         self.aws.stop()  # last: pipelines may use it until they end
 
     # -- queries --------------------------------------------------------------------------------------
@@ -382,7 +374,7 @@ class Emulator:
         if not self._code_swept:
             self._code_swept = True
             for stale in code_root.glob("*"):
-                if stale.name.isdigit() and not _running(int(stale.name)):
+                if stale.name.isdigit() and not process_running(int(stale.name)):
                     shutil.rmtree(stale, ignore_errors=True)
         self._code_versions += 1
         target = code_root / str(os.getpid()) / f"v{self._code_versions}-{uuid.uuid4().hex[:8]}"

@@ -9,18 +9,21 @@ own socket to the emulator, passed over the control socket with ``SCM_RIGHTS``.
 Control protocol (frames of :mod:`lambdapool.emulator._wire`): the emulator sends ``{"op": "spawn", "token",
 "config"}`` with one file descriptor; the server answers ``{"op": "spawned", "token", "pid"}`` and, when a
 pipeline ends, ``{"op": "exited", "pid", "status"}`` (a ``waitpid`` status). When the control socket closes,
-the server kills every pipeline and exits: it ends with the emulator, however the emulator ends.
+the server kills every pipeline, removes their private ``/tmp`` directories and exits: it ends with the
+emulator, however the emulator ends, and leaves nothing of it behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import array
+import contextlib
 import ctypes
 import gc
 import importlib
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
@@ -107,7 +110,7 @@ def serve(control: socket.socket, preload: Sequence[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.collect()
     gc.freeze()  # the preloaded objects stay frozen in pipelines too: the collector never touches their pages
-    children: set[int] = set()
+    children: dict[int, str] = {}  # pid: its private /tmp ("" if none)
     send_frame(control, {"op": "ready", "pid": os.getpid()})
     try:
         while True:
@@ -121,7 +124,7 @@ def serve(control: socket.socket, preload: Sequence[str]) -> None:
                 if pid == 0:
                     _child(control, wakeup_r, fd, request["config"])
                 os.close(fd)
-                children.add(pid)
+                children[pid] = str(request["config"].get("tmpDir", ""))
                 send_frame(control, {"op": "spawned", "token": request["token"], "pid": pid})
     except (ChannelClosed, OSError):
         pass
@@ -131,14 +134,18 @@ def serve(control: socket.socket, preload: Sequence[str]) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        for pid in children:
+        for pid, tmp_dir in children.items():
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
+            if tmp_dir:  # the emulator removes it when it sees the exit, but it may be dead
+                shutil.rmtree(tmp_dir, ignore_errors=True)
+                with contextlib.suppress(OSError):  # and its root, once empty (see _processes.new_tmp_dir)
+                    os.rmdir(os.path.dirname(tmp_dir))
 
 
-def _reap(control: socket.socket, children: set[int]) -> None:
+def _reap(control: socket.socket, children: dict[int, str]) -> None:
     while children:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -146,7 +153,7 @@ def _reap(control: socket.socket, children: set[int]) -> None:
             return
         if pid == 0:
             return
-        children.discard(pid)
+        children.pop(pid, None)
         send_frame(control, {"op": "exited", "pid": pid, "status": status})
 
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from .._errors import Cancelled, LambdapoolError, OutOfMemory, PipelineCrashed, Timeout
+from .._errors import Cancelled, ChannelClosed, LambdapoolError, OutOfMemory, PipelineCrashed, Timeout
 from .._model import EndpointSpec
 from ._metrics import Counter
 from ._processes import (
@@ -162,7 +162,7 @@ class PipelineHandle(Protocol):
 
 
 def _readable(sock: socket.socket, wait_s: float) -> bool:
-    """Whether ``sock`` has data (or its end) within ``wait_s``."""
+    """Whether ``sock`` has data (or its end, or a shutdown) within ``wait_s``."""
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     return bool(poller.poll(max(0, math.ceil(wait_s * 1000))))
@@ -171,6 +171,11 @@ def _readable(sock: socket.socket, wait_s: float) -> bool:
 class Pipeline:
     """One running pipeline process, forked by the fork server, behind its socket. Implements
     :class:`PipelineHandle`; the pidfd it opens is closed once the process has ended.
+
+    Its socket is used by a call's thread (send, wait, read) while another (the supervisor, a close) may end
+    the pipeline. Ending it shuts the socket down, which wakes the user at once; the descriptor itself is
+    closed by the last thread out of it, never under one: a descriptor closed under a ``poll`` or a ``recv``
+    about to start may be reused at once by another connection, which the call would then wait on, or read.
 
     The handle answers for the whole execution environment: the processes the function starts count in
     :meth:`rss_bytes` and end when the pipeline is killed, retired or found dead, and ``tmp_dir`` (its
@@ -190,6 +195,8 @@ class Pipeline:
         self.exited = threading.Event()
         self._sock = sock
         self._reader = FrameReader(sock)
+        self._sock_users = 0  # threads using the socket now (guarded by _lock)
+        self._sock_ended = False  # shut down: closed as soon as no thread uses it
         self._pidfd: int | None = None
         if hasattr(os, "pidfd_open"):
             try:
@@ -207,16 +214,24 @@ class Pipeline:
         self._frozen = False
 
     def wait_ready(self, timeout_s: float) -> dict[str, Any]:
-        self._sock.settimeout(timeout_s)
-        header, _ = self._reader.read()
-        self._sock.settimeout(None)  # calls block; the supervisor enforces their deadlines
+        self._enter_socket()
+        try:
+            self._sock.settimeout(timeout_s)
+            header, _ = self._reader.read()
+            self._sock.settimeout(None)  # calls block; the supervisor enforces their deadlines
+        finally:
+            self._leave_socket()
         return header
 
     def send(self, header: dict[str, Any], payload: bytes, deadline: float) -> None:
         self.calls += 1
         self.call_deadline = deadline
         try:
-            send_frame(self._sock, header, payload)
+            self._enter_socket()
+            try:
+                send_frame(self._sock, header, payload)
+            finally:
+                self._leave_socket()
         except BaseException:
             self.call_deadline = None
             raise
@@ -225,10 +240,14 @@ class Pipeline:
         """The reply. The socket blocks without a timeout (a timeout would cost a ``poll`` per read): the
         supervisor kills the process once the call's deadline passes, which ends the wait. Only a bounded
         wait (``wait_s``) polls first."""
-        if wait_s is not None and not self._reader.has_data() and not _readable(self._sock, wait_s):
-            return None
         try:
-            return self._reader.read()
+            self._enter_socket()
+            try:
+                if wait_s is not None and not self._reader.has_data() and not _readable(self._sock, wait_s):
+                    return None
+                return self._reader.read()
+            finally:
+                self._leave_socket()
         finally:
             self.call_deadline = None
 
@@ -254,11 +273,17 @@ class Pipeline:
         if self.exited.is_set():
             return False
         try:
+            self._enter_socket()
+        except ChannelClosed:
+            return False
+        try:
             return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
         except BlockingIOError:
             return True
         except OSError:
             return False
+        finally:
+            self._leave_socket()
 
     def kill(self, reason: KillReason) -> None:
         """Kill the pipeline and every process it started; remove its ``tmp_dir``."""
@@ -393,14 +418,33 @@ class Pipeline:
             except OSError:
                 pass
 
+    def _enter_socket(self) -> None:
+        """A thread starts using the socket; raises :class:`ChannelClosed` if the pipeline was ended."""
+        with self._lock:
+            if self._sock_ended:
+                raise ChannelClosed("the pipeline was ended")
+            self._sock_users += 1
+
+    def _leave_socket(self) -> None:
+        """A thread is done with the socket: the last one out of a socket shut down closes it."""
+        with self._lock:
+            self._sock_users -= 1
+            close = self._sock_ended and self._sock_users == 0
+        if close:
+            self._sock.close()
+
     def _close_socket(self) -> None:
-        # Shut the connection down before closing: a process the function forked may hold a copy of the
-        # socket, and only a shutdown wakes a thread blocked reading it here.
+        """Shut the connection down (a process the function forked may hold a copy of the socket: only a
+        shutdown wakes a thread waiting on it here, and makes its next read find the end), then close the
+        descriptor, now or when the last thread using it leaves."""
+        with self._lock:
+            if self._sock_ended:
+                return
+            self._sock_ended = True
+            close = self._sock_users == 0
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        try:
+        if close:
             self._sock.close()
-        except OSError:
-            pass

@@ -236,17 +236,65 @@ def directory_bytes(path: str | Path) -> int:
     return total
 
 
+#: The name, in the system's temporary directory, of the directory holding an emulator process's pipelines'
+#: ``/tmp`` directories when those under its state directory would have too long a path (its pid follows).
+SYSTEM_TMP_PREFIX = "lambdapool-tmp-"
+
+
+def process_running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (perhaps another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tmp_roots(state_dir: Path) -> list[tuple[Path, str]]:
+    """Where pipelines' ``/tmp`` directories are made, by emulator process: each directory with the pid of the
+    process that owns it."""
+    roots = [(path, path.name) for path in (state_dir.resolve() / "tmp").glob("*")]
+    system = Path(tempfile.gettempdir())
+    roots += [(path, path.name[len(SYSTEM_TMP_PREFIX) :]) for path in system.glob(f"{SYSTEM_TMP_PREFIX}*")]
+    return roots
+
+
+def sweep_tmp_dirs(state_dir: Path) -> None:
+    """Remove the pipelines' ``/tmp`` directories that emulator processes no longer running left behind (an
+    emulator killed outright, with its fork server, could not remove them)."""
+    for path, owner in _tmp_roots(state_dir):
+        if owner.isdigit() and int(owner) != os.getpid() and not process_running(int(owner)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def release_tmp_dirs(state_dir: Path) -> None:
+    """Remove this process's directories of pipelines' ``/tmp`` directories once empty (every pipeline ended)."""
+    for path, owner in _tmp_roots(state_dir):
+        if owner == str(os.getpid()):
+            with contextlib.suppress(OSError):  # not empty: another emulator of this process still runs
+                path.rmdir()
+
+
 @contextlib.contextmanager
 def new_tmp_dir(state_dir: Path, label: str) -> Iterator[Path]:
     """A new, empty, private directory to be pipeline ``label``'s ``/tmp`` (its :class:`Pipeline` then owns
-    it), removed if the block raises (no pipeline started). It is in ``state_dir/tmp``, or in the system's
-    temporary directory when that path would be longer than :data:`MAX_TMP_DIR_CHARS`."""
-    root = state_dir.resolve() / "tmp"
-    if len(f"{root}/{label}-XXXXXXXX") <= MAX_TMP_DIR_CHARS:
-        root.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=root))
-    else:
-        path = Path(tempfile.mkdtemp(prefix=f"lambdapool-{label}-"))
+    it), removed if the block raises (no pipeline started). It is in ``state_dir/tmp/<pid>``, or in
+    ``lambdapool-tmp-<pid>`` in the system's temporary directory when that path would be longer than
+    :data:`MAX_TMP_DIR_CHARS` (``<pid>``: the emulator's, so that :func:`sweep_tmp_dirs` knows its owner)."""
+    owner = str(os.getpid())
+    root = state_dir.resolve() / "tmp" / owner
+    if len(f"{root}/{label}-XXXXXXXX") > MAX_TMP_DIR_CHARS:
+        root = Path(tempfile.gettempdir()) / f"{SYSTEM_TMP_PREFIX}{owner}"
+    for attempt in range(2):
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            path = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=root))
+            break
+        except FileNotFoundError:  # another emulator of this process released the root just now
+            if attempt:
+                raise
     try:
         yield path
     except BaseException:

@@ -137,12 +137,16 @@ class PipelineConfig:
     #: Where ``app.py`` and ``chalicelib/`` are imported from: a snapshot of the project's code (so that a
     #: version keeps serving, new pipelines included, while the files change), else the project itself.
     code_dir: str = ""
+    #: The pipeline's private ``/tmp`` (``TMPDIR``; empty: none), which the fork server removes if the
+    #: emulator dies before it could.
+    tmp_dir: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "mode": self.mode.value,
             "projectDir": self.project_dir,
             "codeDir": self.code_dir,
+            "tmpDir": self.tmp_dir,
             "serviceId": self.service_id,
             "endpointId": self.endpoint_id,
             "pipelineId": self.pipeline_id,
@@ -161,6 +165,7 @@ class PipelineConfig:
             environment=dict(data.get("environment", {})),
             cold_start_delay_ms=int(data.get("coldStartDelayMs", 0)),
             code_dir=str(data.get("codeDir", "")),
+            tmp_dir=str(data.get("tmpDir", "")),
         )
 
 
@@ -245,6 +250,7 @@ class Project:
             environment=environment,
             cold_start_delay_ms=cold_start_delay_ms if spec is not None else 0,
             code_dir=str(self.code_dir) if self.code_dir is not None else "",
+            tmp_dir=str(tmp_dir) if tmp_dir is not None else "",
         )
 
     def lambda_function(self, spec: EndpointSpec, region: str, log_stream_name: str = "") -> LambdaFunction:
