@@ -73,47 +73,46 @@ def test_stopping_the_emulator_leaves_no_pipeline_behind(stop_signal: signal.Sig
     wait_until(lambda: not any(alive(pid) for pid in pids), timeout_s=10)
 
 
-def _tmp_dirs_of(emulator_pid: int, state_dir: Path) -> list[Path]:
-    """The private /tmp directories of an emulator's pipelines: under its state directory, or, when that
-    path is too long for the Unix sockets programs make in /tmp, in the system's temporary directory."""
-    roots = [state_dir / "tmp" / str(emulator_pid), Path(tempfile.gettempdir()) / f"lambdapool-tmp-{emulator_pid}"]
-    return [path for root in roots if root.is_dir() for path in root.iterdir()]
+def _tmp_root_of(emulator_pid: int) -> Path:
+    """The directory of an emulator's pipelines' private /tmp directories."""
+    (root,) = Path(tempfile.gettempdir()).glob(f"lambdapool-tmp-{emulator_pid}-*")
+    return root
 
 
-def test_a_killed_emulator_takes_its_pipelines_and_its_local_aws_with_it(start_cli, tmp_path: Path) -> None:
+def test_a_killed_emulator_takes_its_pipelines_and_its_local_aws_with_it(start_cli) -> None:
     process, url, _ = start_cli(APPS / "behaviours")  # with moto's server, the default local AWS
     pids = _emulator_pids(url)
-    tmp_dirs = _tmp_dirs_of(process.pid, tmp_path / "state")
-    assert tmp_dirs and all(path.is_dir() for path in tmp_dirs)
+    tmp_root = _tmp_root_of(process.pid)
+    assert any(tmp_root.iterdir())
     moto_pid = requests.get(f"{url}/__lambdapool__/status", timeout=10).json()["aws"]["pid"]
     assert moto_pid is not None and alive(moto_pid)
     pids.append(moto_pid)
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
     wait_until(lambda: not any(alive(pid) for pid in pids), timeout_s=10)
-    # The fork server, the last to know of the pipelines, removed their /tmp (and its emptied root) as it ended.
-    assert [path for path in tmp_dirs if path.exists()] == []
-    assert not tmp_dirs[0].parent.exists()
+    # The fork server, the last to know of the pipelines, removed their /tmp directories as it ended.
+    assert not tmp_root.exists()
 
 
-def test_the_next_start_removes_what_an_emulator_killed_with_its_fork_server_left(start_cli, tmp_path: Path) -> None:
-    """Killed with its whole process group (the fork server too), an emulator leaves its pipelines' /tmp
-    behind: the next emulator to start removes them, and keeps those of emulators still running."""
+def test_the_next_start_removes_what_an_emulator_killed_with_its_fork_server_left(start_cli) -> None:
+    """Killed with its fork server, an emulator leaves its pipelines' /tmp behind: the next emulator to start
+    removes them, and keeps those of emulators still running."""
     process, url, _ = start_cli(APPS / "behaviours")
     pids = _emulator_pids(url)
-    tmp_dirs = _tmp_dirs_of(process.pid, tmp_path / "state")
-    assert tmp_dirs
-    os.killpg(process.pid, signal.SIGKILL)  # spawn() gave it a process group of its own
+    tmp_root = _tmp_root_of(process.pid)
+    fork_server = pids[0]
+    os.kill(fork_server, signal.SIGSTOP)  # so that it cannot clean up when the emulator dies
+    os.kill(process.pid, signal.SIGKILL)
+    os.kill(fork_server, signal.SIGKILL)
     process.wait(timeout=10)
     wait_until(lambda: not any(alive(pid) for pid in pids), timeout_s=10)
-    killed_root = tmp_dirs[0].parent  # named after the emulator's pid
-    assert any(killed_root.iterdir())  # nobody was left to remove them
-    live_root = killed_root.with_name(killed_root.name.replace(str(process.pid), str(os.getpid())))
+    assert any(tmp_root.iterdir())  # nobody was left to remove them
+    live_root = Path(tempfile.gettempdir()) / f"lambdapool-tmp-{os.getpid()}-running"
     (live_root / "kept-1-abcdefgh").mkdir(parents=True)  # this test's process stands for a running emulator
     try:
         _, second_url, _ = start_cli(APPS / "behaviours")
         assert requests.post(f"{second_url}/public/api/v1/b/echo/run", json={}, timeout=30).status_code == 200
-        assert not killed_root.exists()
+        assert not tmp_root.exists()
         assert (live_root / "kept-1-abcdefgh").is_dir()
     finally:
         shutil.rmtree(live_root, ignore_errors=True)

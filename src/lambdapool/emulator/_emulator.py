@@ -32,7 +32,7 @@ from ._delivery import ASYNC_RETRY_DELAY_S, Deliveries, trigger_delivery
 from ._forkserver import ForkServer
 from ._http import EmulatorApp
 from ._pipeline import Pipeline
-from ._processes import new_tmp_dir, process_running, release_tmp_dirs, sweep_tmp_dirs
+from ._processes import new_tmp_dir, new_tmp_root, process_running, sweep_tmp_roots
 from ._project import (
     BASE_PRELOAD,
     Project,
@@ -132,6 +132,8 @@ class Emulator:
         self._draining: list[EndpointRuntime] = []
         self._code_versions = 0
         self._code_swept = False
+        #: The directory of the pipelines' ``/tmp`` directories (see :func:`new_tmp_root`), once started.
+        self._tmp_root: Path | None = None
         self.tasks: TaskRunner  # from start(): its store reads the state directory
         self._task_store: FileTaskStore
         self.scheduler: Scheduler | None = None
@@ -154,13 +156,16 @@ class Emulator:
     def start(self) -> None:
         """Load the project, start the pools' floor pipelines and bind the HTTP server (not yet serving)."""
         try:
-            sweep_tmp_dirs(self.state_dir)
+            sweep_tmp_roots()
+            self._tmp_root = new_tmp_root()
             self.project = self._snapshot(Project.load(self.project_dir, self.stage))
             self._task_store = FileTaskStore(self.state_dir / "tasks", self.task_retention)
             self.tasks = TaskRunner(self._task_store, self.deliveries)
             self.aws.start()
             self._forkserver = ForkServer(
-                preload=[*BASE_PRELOAD, *third_party_imports(self.project.app_path)], on_exit=self._on_pipeline_exit
+                preload=[*BASE_PRELOAD, *third_party_imports(self.project.app_path)],
+                on_exit=self._on_pipeline_exit,
+                tmp_root=self._tmp_root,
             )
             self._forkserver.start()
             self.catalog = self._catalog_for(describe_project(self._forkserver, self.project, self.aws.environment()))
@@ -288,7 +293,8 @@ class Emulator:
         if forkserver is not None:
             forkserver.stop()
         _remove_code(self.project)
-        release_tmp_dirs(self.state_dir)
+        if self._tmp_root is not None:  # every pipeline has ended
+            shutil.rmtree(self._tmp_root, ignore_errors=True)
         self.aws.stop()  # last: pipelines may use it until they end
 
     # -- queries --------------------------------------------------------------------------------------
@@ -346,7 +352,8 @@ class Emulator:
             forkserver = self._forkserver
             if forkserver is None:
                 raise RuntimeError("the emulator is stopped")
-            with new_tmp_dir(self.state_dir, label) as tmp_dir:  # Lambda's /tmp: private, empty at first
+            assert self._tmp_root is not None
+            with new_tmp_dir(self._tmp_root, label) as tmp_dir:  # Lambda's /tmp: private, empty at first
                 config = self.project.pipeline_config(
                     spec, label, self.aws.environment(), self._cold_start_delay_ms(forkserver), tmp_dir=tmp_dir
                 )

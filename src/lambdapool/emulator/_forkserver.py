@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .._errors import ChannelClosed, ForkServerError
 from ._project import PipelineConfig
@@ -59,8 +60,10 @@ class ForkServer:
         *,
         restart: bool = True,
         backoff: RestartBackoff | None = None,
+        tmp_root: Path | None = None,
     ):
         self._preload = list(preload)
+        self._tmp_root = tmp_root
         #: what the server took from its launch to its greeting, in ms (measured at each start): a fresh
         #: interpreter's start and its imports of the preloaded libraries, what a pipeline forked from it skips
         self.startup_ms = 0.0
@@ -146,6 +149,7 @@ class ForkServer:
                     str(theirs.fileno()),
                     "--preload",
                     ",".join(self._preload),
+                    *(["--tmp-root", str(self._tmp_root)] if self._tmp_root is not None else []),
                 ],
                 pass_fds=[theirs.fileno()],
                 start_new_session=True,  # a Ctrl-C in the terminal reaches the emulator only

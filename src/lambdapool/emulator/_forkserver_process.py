@@ -8,16 +8,17 @@ own socket to the emulator, passed over the control socket with ``SCM_RIGHTS``.
 
 Control protocol (frames of :mod:`lambdapool.emulator._wire`): the emulator sends ``{"op": "spawn", "token",
 "config"}`` with one file descriptor; the server answers ``{"op": "spawned", "token", "pid"}`` and, when a
-pipeline ends, ``{"op": "exited", "pid", "status"}`` (a ``waitpid`` status). When the control socket closes,
-the server kills every pipeline, removes their private ``/tmp`` directories and exits: it ends with the
-emulator, however the emulator ends, and leaves nothing of it behind.
+pipeline ends, ``{"op": "exited", "pid", "status"}`` (a ``waitpid`` status), and removes its private ``/tmp``.
+When the control socket closes, the server kills every pipeline, removes their ``/tmp`` directories and exits:
+it ends with the emulator, however the emulator ends. If the emulator died (the server has another parent
+now), it also removes the emulator's directory of ``/tmp`` directories (``--tmp-root``), which nobody else
+would: nothing of the emulator is left behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import array
-import contextlib
 import ctypes
 import gc
 import importlib
@@ -94,8 +95,9 @@ def _child(control: socket.socket, wakeup_r: int, fd: int, config: dict[str, Any
         os._exit(code)
 
 
-def serve(control: socket.socket, preload: Sequence[str]) -> None:
+def serve(control: socket.socket, preload: Sequence[str], tmp_root: str = "") -> None:
     """The fork server's main loop (runs in its own process)."""
+    emulator_pid = os.getppid()
     for module in preload:
         try:
             importlib.import_module(module)
@@ -139,10 +141,10 @@ def serve(control: socket.socket, preload: Sequence[str]) -> None:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-            if tmp_dir:  # the emulator removes it when it sees the exit, but it may be dead
+            if tmp_dir:
                 shutil.rmtree(tmp_dir, ignore_errors=True)
-                with contextlib.suppress(OSError):  # and its root, once empty (see _processes.new_tmp_dir)
-                    os.rmdir(os.path.dirname(tmp_dir))
+        if tmp_root and os.getppid() != emulator_pid:  # the emulator died: it will not remove it
+            shutil.rmtree(tmp_root, ignore_errors=True)
 
 
 def _reap(control: socket.socket, children: dict[int, str]) -> None:
@@ -153,7 +155,9 @@ def _reap(control: socket.socket, children: dict[int, str]) -> None:
             return
         if pid == 0:
             return
-        children.pop(pid, None)
+        tmp_dir = children.pop(pid, None)
+        if tmp_dir:  # the emulator removes it too, once it has ended what the pipeline started: it may be dead
+            shutil.rmtree(tmp_dir, ignore_errors=True)
         send_frame(control, {"op": "exited", "pid": pid, "status": status})
 
 
@@ -161,9 +165,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lambdapool.emulator._forkserver_process")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--preload", default="")
+    parser.add_argument("--tmp-root", default="")
     args = parser.parse_args(argv)
     control = socket.socket(fileno=args.fd)
-    serve(control, [name for name in args.preload.split(",") if name])
+    serve(control, [name for name in args.preload.split(",") if name], args.tmp_root)
 
 
 if __name__ == "__main__":

@@ -236,9 +236,9 @@ def directory_bytes(path: str | Path) -> int:
     return total
 
 
-#: The name, in the system's temporary directory, of the directory holding an emulator process's pipelines'
-#: ``/tmp`` directories when those under its state directory would have too long a path (its pid follows).
-SYSTEM_TMP_PREFIX = "lambdapool-tmp-"
+#: How the directory holding one emulator's pipelines' ``/tmp`` directories is named, in the system's
+#: temporary directory: ``lambdapool-tmp-<pid>-<random>``, ``<pid>`` the emulator's (see :func:`sweep_tmp_roots`).
+TMP_ROOT_PREFIX = "lambdapool-tmp-"
 
 
 def process_running(pid: int) -> bool:
@@ -252,49 +252,32 @@ def process_running(pid: int) -> bool:
     return True
 
 
-def _tmp_roots(state_dir: Path) -> list[tuple[Path, str]]:
-    """Where pipelines' ``/tmp`` directories are made, by emulator process: each directory with the pid of the
-    process that owns it."""
-    roots = [(path, path.name) for path in (state_dir.resolve() / "tmp").glob("*")]
-    system = Path(tempfile.gettempdir())
-    roots += [(path, path.name[len(SYSTEM_TMP_PREFIX) :]) for path in system.glob(f"{SYSTEM_TMP_PREFIX}*")]
-    return roots
+def new_tmp_root() -> Path:
+    """A new directory of this emulator's own, in the system's temporary directory, for its pipelines'
+    ``/tmp`` directories: the emulator removes it when it stops, its fork server when the emulator dies, and
+    :func:`sweep_tmp_roots` when both died."""
+    return Path(tempfile.mkdtemp(prefix=f"{TMP_ROOT_PREFIX}{os.getpid()}-"))
 
 
-def sweep_tmp_dirs(state_dir: Path) -> None:
-    """Remove the pipelines' ``/tmp`` directories that emulator processes no longer running left behind (an
-    emulator killed outright, with its fork server, could not remove them)."""
-    for path, owner in _tmp_roots(state_dir):
+def sweep_tmp_roots() -> list[Path]:
+    """Remove the directories of :func:`new_tmp_root` whose emulator process no longer runs (killed outright
+    with its fork server, it could not remove them); returns those removed."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{TMP_ROOT_PREFIX}*"):
+        owner = path.name[len(TMP_ROOT_PREFIX) :].split("-", 1)[0]
         if owner.isdigit() and int(owner) != os.getpid() and not process_running(int(owner)):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def release_tmp_dirs(state_dir: Path) -> None:
-    """Remove this process's directories of pipelines' ``/tmp`` directories once empty (every pipeline ended)."""
-    for path, owner in _tmp_roots(state_dir):
-        if owner == str(os.getpid()):
-            with contextlib.suppress(OSError):  # not empty: another emulator of this process still runs
-                path.rmdir()
+            removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager
-def new_tmp_dir(state_dir: Path, label: str) -> Iterator[Path]:
-    """A new, empty, private directory to be pipeline ``label``'s ``/tmp`` (its :class:`Pipeline` then owns
-    it), removed if the block raises (no pipeline started). It is in ``state_dir/tmp/<pid>``, or in
-    ``lambdapool-tmp-<pid>`` in the system's temporary directory when that path would be longer than
-    :data:`MAX_TMP_DIR_CHARS` (``<pid>``: the emulator's, so that :func:`sweep_tmp_dirs` knows its owner)."""
-    owner = str(os.getpid())
-    root = state_dir.resolve() / "tmp" / owner
-    if len(f"{root}/{label}-XXXXXXXX") > MAX_TMP_DIR_CHARS:
-        root = Path(tempfile.gettempdir()) / f"{SYSTEM_TMP_PREFIX}{owner}"
-    for attempt in range(2):
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            path = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=root))
-            break
-        except FileNotFoundError:  # another emulator of this process released the root just now
-            if attempt:
-                raise
+def new_tmp_dir(root: Path, label: str) -> Iterator[Path]:
+    """A new, empty, private directory in ``root`` (see :func:`new_tmp_root`) to be pipeline ``label``'s
+    ``/tmp`` (its :class:`Pipeline` then owns it), removed if the block raises (no pipeline started). Its
+    name begins with as much of ``label`` as keeps its path within :data:`MAX_TMP_DIR_CHARS`."""
+    room = MAX_TMP_DIR_CHARS - len(f"{root}/-XXXXXXXX")
+    path = Path(tempfile.mkdtemp(prefix=f"{label[: max(0, room)]}-", dir=root))
     try:
         yield path
     except BaseException:
