@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -152,6 +153,53 @@ def config(args: argparse.Namespace) -> int:
     return 0
 
 
+def test_queries(args: argparse.Namespace) -> int:
+    """Play the project's test queries against ``--url`` or an emulator started for them; 1 if one failed."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from .emulator._test_queries import TEST_QUERIES_DIR, TestQueryError, load_project, play
+
+    project = Path(args.project_dir)
+    try:
+        if not (project / "app.py").is_file():
+            raise TestQueryError(f"{project} is not a Chalice project (it has no app.py)")
+        queries = load_project(project)
+        if not queries:
+            raise TestQueryError(f"no test queries in {project / TEST_QUERIES_DIR} (<service>/<endpoint>.json)")
+    except TestQueryError as exc:
+        print(f"lambdapool test-queries: {exc}", file=sys.stderr)
+        return 2
+    keys: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        url = args.url
+        if url is None:
+            state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="lambdapool-test-queries-"))
+            emulator = Emulator(project, port=0, stage=args.stage, state_dir=state_dir)
+            stack.callback(emulator.close)
+            try:
+                emulator.start()
+            except AppLoadError as exc:
+                print(f"lambdapool test-queries: cannot start {project}:\n{exc}", file=sys.stderr)
+                return 2
+            emulator.serve_in_thread()
+            url = emulator.url
+            keys = {sid: service.api_keys[0] for sid, service in emulator.services.items() if service.api_keys}
+        where = "an emulator started for them" if args.url is None else "a running server"
+        print(f"playing {len(queries)} test queries of {project} against {url} ({where})", flush=True)
+        started = time.perf_counter()
+        failed = 0
+        for query in queries:
+            key = args.api_key or keys.get(query.service)
+            outcome = play(query, url, {"Authorization": f"Bearer {key}"} if key else None)
+            failed += not outcome.passed
+            print(outcome.line(), flush=True)
+        took = time.perf_counter() - started
+        print(f"{len(queries) - failed} passed, {failed} failed in {took:.2f} s", flush=True)
+    return 1 if failed else 0
+
+
 def check_package(args: argparse.Namespace) -> int:
     from ._deploy import package_size
 
@@ -263,6 +311,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="opt the stage in to provisioned concurrency for the floors (see infra/provisioned-concurrency.yaml)",
     )
     run_config.set_defaults(handler=config)
+
+    run_queries = commands.add_parser(
+        "test-queries",
+        help="play the project's test queries (test_queries/<service>/<endpoint>.json); exit 1 when one fails",
+    )
+    run_queries.add_argument("project_dir", nargs="?", default=".", help="the Chalice project (holding app.py)")
+    run_queries.add_argument(
+        "--url", help="the emulator (or deployed API) to play them against; default: start an emulator for them"
+    )
+    run_queries.add_argument(
+        "--api-key", help="the API key for keyed services (default: the service's first key, when started here)"
+    )
+    run_queries.add_argument("--stage", default="dev", help="the Chalice stage of an emulator started here (dev)")
+    run_queries.set_defaults(handler=test_queries)
 
     run_check = commands.add_parser(
         "check-package", help="compare a deployment zip with Lambda's size limits (exit 1 when over)"

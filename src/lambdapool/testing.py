@@ -11,12 +11,18 @@ Fixtures (registered through the ``pytest11`` entry point):
   to the rootdir), else the rootdir. Override it in a ``conftest.py`` to point elsewhere;
 - ``lambdapool_moto``: moto's in-process ``mock_aws`` with safe dummy credentials, for plain unit tests of
   endpoint code that calls boto3 (no account, nothing leaves the process).
+
+Dataiku's test queries (``test_queries/<service>/<endpoint>.json`` beside a project's ``app.py``) are
+collected as tests, one per query, played against the session's emulator of that project (the ini option
+``lambdapool_test_queries = false`` turns that off).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +35,7 @@ import pytest
 from ._gateway import API_GATEWAY_TIMEOUT_S
 from .emulator import Emulator
 from .emulator._delivery import ASYNC_RETRY_DELAY_S
+from .emulator._test_queries import QueryOutcome, TestQuery, TestQueryError, load_file, play, query_file_of
 
 __all__ = ["Answer", "EmulatorClient", "Emulators"]
 
@@ -176,6 +183,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "API Gateway's integration timeout on routes (lambdapool local --gateway-timeout-s); 29 s by default",
         default=str(API_GATEWAY_TIMEOUT_S),
     )
+    parser.addini(
+        "lambdapool_test_queries",
+        "collect the test queries of projects (test_queries/<service>/<endpoint>.json beside app.py) as tests",
+        type="bool",
+        default=True,
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -198,42 +211,60 @@ def lambdapool_project(request: pytest.FixtureRequest) -> Path:
 class Emulators:
     """The session's emulators: one per project, started when a test first needs it, stopped at the end."""
 
-    def __init__(self, config: pytest.Config, tmp_path_factory: pytest.TempPathFactory):
+    def __init__(self, config: pytest.Config):
         self._config = config
-        self._tmp_path_factory = tmp_path_factory
-        self._started: dict[Path, EmulatorClient] = {}
+        self._started: dict[Path, tuple[EmulatorClient, str]] = {}
 
     def client(self, project: Path) -> EmulatorClient:
         """The emulator serving ``project`` (started now if it is not yet)."""
         project = project.resolve()
-        client = self._started.get(project)
-        if client is None:
+        started = self._started.get(project)
+        if started is None:
             config = self._config
+            state_dir = tempfile.mkdtemp(prefix="lambdapool-state-")
             emulator = Emulator(
                 project,
                 port=0,
-                state_dir=self._tmp_path_factory.mktemp("lambdapool-state"),
+                state_dir=state_dir,
                 fast_cold_starts=bool(config.getini("lambdapool_fast_cold_starts")),
                 async_retry_delay_s=float(config.getini("lambdapool_async_retry_delay_s")),
                 gateway_timeout_s=float(config.getini("lambdapool_gateway_timeout_s")),
             )
-            emulator.start()
+            try:
+                emulator.start()
+            except BaseException:
+                shutil.rmtree(state_dir, ignore_errors=True)
+                raise
             emulator.serve_in_thread()
-            client = self._started[project] = EmulatorClient(emulator)
-        return client
+            started = self._started[project] = (EmulatorClient(emulator), state_dir)
+        return started[0]
 
     def close(self) -> None:
-        for client in self._started.values():
-            client.emulator.close()
-        self._started.clear()
+        """Stop every emulator and remove its state. Safe to call twice."""
+        started, self._started = self._started, {}
+        for client, state_dir in started.values():
+            try:
+                client.emulator.close()
+            finally:
+                shutil.rmtree(state_dir, ignore_errors=True)
+
+
+_EMULATORS = pytest.StashKey["Emulators"]()
+
+
+def session_emulators(config: pytest.Config) -> Emulators:
+    """The session's :class:`Emulators` (created at first use; stopped when the session ends)."""
+    emulators = config.stash.get(_EMULATORS, None)
+    if emulators is None:
+        emulators = config.stash[_EMULATORS] = Emulators(config)
+        config.add_cleanup(emulators.close)
+    return emulators
 
 
 @pytest.fixture(scope="session")
-def lambdapool_emulators(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Emulators]:
+def lambdapool_emulators(request: pytest.FixtureRequest) -> Iterator[Emulators]:
     """The session's emulators (see :class:`Emulators`); what ``lambdapool`` takes its emulator from."""
-    emulators = Emulators(request.config, tmp_path_factory)
+    emulators = session_emulators(request.config)
     try:
         yield emulators
     finally:
@@ -267,3 +298,78 @@ def lambdapool_moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(name, value)
     with mock_aws():
         yield
+
+
+# -- Dataiku's test queries as tests -------------------------------------------------------------------------
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """A project's ``test_queries/<service>/<endpoint>.json`` (beside its ``app.py``) as a file of tests."""
+    if file_path.suffix != ".json" or file_path.parent.parent.name != "test_queries":
+        return None
+    project = file_path.parent.parent.parent
+    if not (project / "app.py").is_file() or not parent.config.getini("lambdapool_test_queries"):
+        return None
+    return TestQueryFile.from_parent(parent, path=file_path)
+
+
+class TestQueryFailed(AssertionError):
+    """A test query that did not pass: its outcome."""
+
+    __test__ = False
+
+    def __init__(self, outcome: QueryOutcome):
+        super().__init__(outcome.reason)
+        self.outcome = outcome
+
+
+class TestQueryFile(pytest.File):
+    """A test query file: one test per query."""
+
+    __test__ = False
+
+    def collect(self) -> Iterator[pytest.Item]:
+        project = self.path.parent.parent.parent
+        located = query_file_of(self.path, project)
+        if located is None:
+            return
+        try:
+            queries = load_file(self.path, *located)
+        except TestQueryError as exc:
+            raise self.CollectError(str(exc)) from None
+        for query in queries:
+            yield TestQueryItem.from_parent(self, name=query.name, query=query, project=project)
+
+
+class TestQueryItem(pytest.Item):
+    """One test query, played against the session's emulator of its project (reset first, as for the
+    ``lambdapool`` fixture). A keyed service is called with its first key."""
+
+    __test__ = False
+
+    def __init__(self, *, query: TestQuery, project: Path, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.query = query
+        self.project = project
+
+    def runtest(self) -> None:
+        client = session_emulators(self.config).client(self.project)
+        client.emulator.reset()
+        service = client.emulator.services.get(self.query.service)
+        keys = service.api_keys if service is not None else ()
+        outcome = play(self.query, client.url, {"Authorization": f"Bearer {keys[0]}"} if keys else None)
+        if not outcome.passed:
+            raise TestQueryFailed(outcome)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
+        if isinstance(excinfo.value, TestQueryFailed):
+            outcome = excinfo.value.outcome
+            return (
+                f"test query {self.query.name!r} of {self.query.where} ({self.path.name}): {outcome.reason}\n"
+                f"q: {json.dumps(self.query.q)}\n"
+                f"HTTP {outcome.status}: {json.dumps(outcome.body, default=str)[:2000]}"
+            )
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"test query {self.query.where}: {self.query.name}"
