@@ -18,10 +18,6 @@ from lambdapool.chalice import mount
 
 app = Chalice(app_name="sample")
 
-# Init code: runs once in every pipeline (the cold start), never per request.
-MODEL_PATH = Path(__file__).parent / "chalicelib" / "model.json"
-MEDIANS: dict[str, float] = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
-
 nyc = Service("311", description="NYC 311 estimates: median days to close a complaint")
 demo = Service("demo", description="Small functions that show the pool at work")
 # Keys are read at import time: set SAMPLE_API_KEY before starting the emulator to change it.
@@ -32,7 +28,9 @@ private = Service(
 )
 
 
-@nyc.function(pool=Pool(floor=1, ceil=8, cruise=2, queue=16, timeout_ms=10_000), timeout_s=10, memory_mb=512)
+@nyc.function(
+    pool=Pool(floor=1, ceil=8, cruise=2, queue=16, timeout_ms=10_000), timeout_s=10, memory_mb=512, folders=["models"]
+)
 def predict(complaint_type: str, lat: float = 0.0, lon: float = 0.0):
     """Median days to close a 311 complaint of this type."""
     key = complaint_type.strip().lower()
@@ -43,6 +41,12 @@ def predict(complaint_type: str, lat: float = 0.0, lon: float = 0.0):
             f"known complaint types: {', '.join(sorted(model))}",
         )
     return {"complaint_type": key, "estimated_time": model[key], "lat": lat, "lon": lon}
+
+
+# Init code: runs once in every pipeline (the cold start), never per request. As on Dataiku, the managed
+# folders declared just above (shipped in the Lambda package by `lambdapool config`) are in the module's
+# `folders` global; the medians the app ships with are read from there.
+MEDIANS: dict[str, float] = json.loads((Path(folders[0]) / "medians.json").read_text(encoding="utf-8"))  # noqa: F821
 
 
 @nyc.schedule("rate(1 day)")
@@ -58,7 +62,7 @@ def medians(event):
     return data.compute_medians(event.bucket, event.key)
 
 
-@nyc.function(outputs=["count", "types"])
+@nyc.function(outputs=["count", "types"], folders=["models"])
 def complaint_types():
     """How many complaint types the model knows, and which."""
     return len(MEDIANS), sorted(MEDIANS)

@@ -5,6 +5,9 @@
   ``.chalice/config.json``; everything else in the file is kept as it is.
 - lambdapool's runtime (the model and the Chalice adapter, standard library plus ``chalice.app``) is copied
   into the project's ``vendor/``, which Chalice puts in every deployment package.
+- The endpoints' managed folders (``folders=[...]``) are copied into ``vendor/`` too (those under
+  ``chalicelib/`` are packaged already), so that they sit at ``LAMBDA_TASK_ROOT/<folder>`` on Lambda as
+  beside ``app.py`` locally; what the package will hold is checked against Lambda's size limit.
 """
 
 from __future__ import annotations
@@ -130,6 +133,97 @@ def check_names(app: str, stage: str, specs: list[EndpointSpec]) -> None:
             check_deployed_name(app, stage, spec.lambda_name)
 
 
+#: The list of folders ``lambdapool config`` copied into ``vendor/`` (so that it removes those no longer declared).
+FOLDERS_MANIFEST = ".lambdapool-folders.json"
+
+
+def declared_folders(specs: Iterable[EndpointSpec]) -> list[str]:
+    """Every endpoint's folders, once each, in declaration order."""
+    return list(dict.fromkeys(folder for spec in specs for folder in spec.folders))
+
+
+def _tree_files(root: Path) -> dict[str, Path]:
+    return {path.relative_to(root).as_posix(): path for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def vendor_folders(project_dir: Path, folders: list[str]) -> list[str]:
+    """Copy ``folders`` (paths relative to the project) into ``project_dir/vendor/``, file by file, and remove
+    what a previous run copied that is no longer there or declared; returns a line per folder changed.
+    Folders under ``chalicelib/`` are left alone: Chalice packages that directory itself."""
+    vendor = project_dir / "vendor"
+    manifest = vendor / FOLDERS_MANIFEST
+    try:
+        previous = [str(folder) for folder in json.loads(manifest.read_text(encoding="utf-8"))]
+    except (OSError, ValueError, TypeError):
+        previous = []
+    shipped = [folder for folder in folders if Path(folder).parts[0] != "chalicelib"]
+    changes = []
+    for folder in shipped:
+        if Path(folder).parts[0] == "lambdapool":
+            raise ValueError(f"folder {folder!r}: the name lambdapool is taken in the package by lambdapool's runtime")
+        source, target = project_dir / folder, vendor / folder
+        if not source.is_dir():
+            raise ValueError(f"folder {folder!r} is declared but {source} is not a directory")
+        wanted, present = _tree_files(source), _tree_files(target) if target.is_dir() else {}
+        changed = 0
+        for name, path in wanted.items():
+            destination = target / name
+            if name not in present or destination.read_bytes() != path.read_bytes():
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, destination)
+                changed += 1
+        for name in sorted(set(present) - set(wanted)):
+            (target / name).unlink()
+            changed += 1
+        if changed:
+            changes.append(f"vendor/{folder}: {changed} file(s) copied or removed ({len(wanted)} in the folder)")
+    for folder in previous:
+        if folder not in shipped and (vendor / folder).is_dir() and Path(folder).parts[0] != "lambdapool":
+            shutil.rmtree(vendor / folder)
+            changes.append(f"vendor/{folder}: removed (no longer declared)")
+    if shipped or previous:
+        vendor.mkdir(parents=True, exist_ok=True)
+        manifest.write_text(json.dumps(shipped) + "\n", encoding="utf-8")
+    return changes
+
+
+def _bytes_under(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file()) if path.is_dir() else 0
+
+
+def check_package_contents(project_dir: Path, folders: list[str]) -> list[str]:
+    """What ``app.py``, ``chalicelib/``, ``vendor/`` and the folders will weigh unzipped in the package (before
+    its requirements); raises ``ValueError`` naming the biggest folders when that alone is over Lambda's limit.
+    Returns a note for the next steps when the folders are big enough for the zipped limit to matter."""
+    vendor = project_dir / "vendor"
+    try:
+        vendored = [str(folder) for folder in json.loads((vendor / FOLDERS_MANIFEST).read_text(encoding="utf-8"))]
+    except (OSError, ValueError, TypeError):
+        vendored = []
+    shipped = [folder for folder in folders if Path(folder).parts[0] != "chalicelib"]
+    folder_sizes = sorted(((_bytes_under(project_dir / folder), folder) for folder in folders), reverse=True)
+    total = (
+        _bytes_under(project_dir / "app.py")
+        + _bytes_under(project_dir / "chalicelib")
+        + _bytes_under(vendor)
+        - sum(_bytes_under(vendor / folder) for folder in vendored)  # replaced by the folders as they are now
+        + sum(_bytes_under(project_dir / folder) for folder in shipped)
+    )
+    mb = 2**20
+    if total > UNZIPPED_LIMIT_BYTES:
+        biggest = ", ".join(f"{folder} ({size / mb:.1f} MB)" for size, folder in folder_sizes[:5]) or "none"
+        raise ValueError(
+            f"the package would hold {total / mb:.1f} MB unzipped before its requirements, over Lambda's "
+            f"{UNZIPPED_LIMIT_BYTES // mb} MB: app.py, chalicelib/, vendor/ and the folders (biggest folders: "
+            f"{biggest})"
+        )
+    if sum(size for size, _ in folder_sizes) > ZIPPED_LIMIT_BYTES // 2:
+        return ["the folders are large: check the package against Lambda's limits with lambdapool check-package"]
+    return []
+
+
 def vendor_runtime(project_dir: Path) -> list[str]:
     """Copy lambdapool's runtime into ``project_dir/vendor/lambdapool``; returns a line per file changed."""
     source = Path(__file__).parent
@@ -193,6 +287,8 @@ def configure(project_dir: str | Path, stage: str = "dev", provisioned: bool = F
     config = dict(loaded.chalice_config) or {"version": "2.0", "app_name": project.name, "stages": {}}
     app = loaded.app_name
     check_names(app, stage, specs)
+    folders = declared_folders(specs)
+    size_notes = check_package_contents(project, folders)  # before anything is written
     changes = apply_settings(config, stage, specs)
     if provisioned:
         changes += opt_in_provisioned(config, stage)
@@ -200,9 +296,10 @@ def configure(project_dir: str | Path, stage: str = "dev", provisioned: bool = F
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     changes += vendor_runtime(project)
+    changes += vendor_folders(project, folders)
     templates = [TASK_BUCKET_TEMPLATE] if any(spec.trigger is None for spec in specs) else []  # /submit's tasks
     changes += write_templates(project, templates + ([PROVISIONED_TEMPLATE] if provisioned else []))
-    next_steps = route_timeout_warnings(specs)
+    next_steps = route_timeout_warnings(specs) + size_notes
     next_steps.append(f"cd {project} && chalice deploy --stage {stage}")
     next_steps += event_invoke_commands(app, stage, specs)
     if provisioned:

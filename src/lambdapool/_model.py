@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
+from ._folders import check_folders, publish
 from ._invocation import ParameterSpec
 from ._names import check_id, lambda_name
 from ._triggers import Trigger
@@ -441,8 +442,9 @@ class Service:
             output_names = tuple(outputs)
             if not output_names or len(set(output_names)) != len(output_names):
                 raise ValueError(f"{where}: outputs must be a non-empty list of distinct names, got {outputs!r}")
-        if isinstance(folders, str) or not all(isinstance(item, str) and item for item in folders):
-            raise ValueError(f"{where}: folders must be a list of paths, got {folders!r}")
+        folders = check_folders(where, folders)
+        if folders:
+            publish(where, folders, fn)
         endpoint = Endpoint(
             service_id=self.service_id,
             endpoint_id=name,

@@ -38,6 +38,7 @@ from ._errors import (
     PayloadTooLarge,
     ResponseSizeTooLarge,
 )
+from ._folders import folder_paths
 from ._forward import forward, forwarding_enabled, function_name, lambda_client, ms, on_lambda
 from ._gateway import check_event, check_response
 from ._invocation import InvocationContext, LambdaFunction, call_endpoint, call_trigger, parse_body
@@ -232,7 +233,7 @@ def _context(
         deadline=deadline,
         cold_start=cold,
         pipeline_id=pipeline,
-        folders=[os.path.join(os.getcwd(), folder) for folder in endpoint.folders],
+        folders=folder_paths(endpoint.folders, endpoint.function),
         function=function,
         identity=getattr(lambda_context, "identity", None),
         client_context=getattr(lambda_context, "client_context", None),

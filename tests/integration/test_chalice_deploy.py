@@ -123,7 +123,7 @@ def test_the_deployment_package_holds_the_runtime_only(deployed) -> None:
     (package,) = (project / ".chalice" / "deployments").glob("*.zip")
     names = zipfile.ZipFile(package).namelist()
     assert sorted(name.split("/", 1)[1] for name in names if name.startswith("lambdapool/")) == runtime_files()
-    assert "chalice/app.py" in names and "app.py" in names and "chalicelib/model.json" in names
+    assert "chalice/app.py" in names and "app.py" in names and "models/medians.json" in names  # a managed folder
     check = subprocess.run(
         [sys.executable, "-m", "lambdapool.cli", "check-package", str(package)], capture_output=True, text=True
     )
@@ -160,7 +160,7 @@ def run_package(package_dir: Path, runtime_dir: Path, calls: list[Any], env: dic
         capture_output=True,
         text=True,
         cwd=package_dir,
-        env={"PATH": os.environ["PATH"], **env},
+        env={"PATH": os.environ["PATH"], "LAMBDA_TASK_ROOT": str(package_dir), **env},  # as Lambda sets it
         timeout=120,
     )
     assert result.returncode == 0, result.stderr

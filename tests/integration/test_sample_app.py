@@ -20,7 +20,7 @@ def sample(start_emulator) -> Client:
 
 
 def test_the_311_estimator_answers_with_the_shipped_medians(sample: Client) -> None:
-    medians = json.loads((SAMPLE_APP / "chalicelib" / "model.json").read_text())
+    medians = json.loads((SAMPLE_APP / "models" / "medians.json").read_text())
     answer = sample.run("311", "predict", {"complaint_type": "Appliance", "lat": 40.6, "lon": -73.9})
     assert answer.status_code == 200
     assert answer.json()["response"] == {

@@ -1038,3 +1038,19 @@ def test_drain_waits_for_the_calls_in_the_pool_and_a_superseded_pool_sends_late_
     with pytest.raises(Superseded):
         runtime.call({"n": "late"})
     assert nonzero_counters(runtime) == {"calls": 1, "succeeded": 1}  # not counted here: its caller sends it on
+
+
+def test_a_call_that_arrived_during_its_pipelines_start_counts_only_the_rest_of_it_as_cold() -> None:
+    """A floor pipeline starting when the endpoint loads: a call arriving 150 ms into its 200 ms init waited
+    50 ms of cold start, and its timing adds up to its total."""
+    from lambdapool._model import EndpointSpec
+    from lambdapool.emulator._calls import Ticket
+
+    spec = EndpointSpec(service_id="svc", endpoint_id="ep")
+    ticket = Ticket("req-1", arrived=10.0)
+    ticket.cold = True
+    result = CallResult.of(spec, ticket, "svc-ep-1", b"1", {"executionMs": 9.0}, 10.05, 200.0, 10.06)
+
+    assert result.timing == {"wait": 0.0, "coldStart": 50.0, "execution": 9.0, "total": 60.0}
+    queued = CallResult.of(spec, ticket, "svc-ep-1", b"1", {"executionMs": 9.0}, 10.5, 200.0, 10.51)
+    assert queued.timing["coldStart"] == 200.0 and queued.timing["wait"] == 300.0

@@ -93,8 +93,13 @@ class CallResult:
         finished: float,
     ) -> CallResult:
         """The result of ``ticket``'s call on ``pipeline_id``, with its timing (from the pool's clock: it was
-        dispatched, after a cold start of ``cold_ms``, and finished; the pipeline reports its execution)."""
-        waited_ms = max(0.0, (dispatched - ticket.arrived) * 1000 - cold_ms)
+        dispatched, after a cold start of ``cold_ms`` (which it may have waited for only in part), and finished;
+        the pipeline reports its execution)."""
+        before_ms = max(0.0, (dispatched - ticket.arrived) * 1000)
+        # A call that arrived while its pipeline was already starting (a floor filling up) waited only for the
+        # rest of that start: count that part, so that wait + coldStart + execution stays within total.
+        cold_ms = min(cold_ms, before_ms)
+        waited_ms = before_ms - cold_ms
         return cls(
             result=result,
             timing={

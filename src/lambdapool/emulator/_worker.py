@@ -268,7 +268,7 @@ def _call(endpoint: Endpoint, payload: bytes, context: InvocationContext, lambda
 
 
 def _serve(sock: socket.socket, served: Served, config: PipelineConfig, output: CallOutput) -> int:
-    folders = [os.path.join(config.project_dir, folder) for folder in served.folders]
+    folders = [os.path.join(config.project_dir, folder) for folder in served.folders]  # LAMBDA_TASK_ROOT's
     # what the pipeline was started with, not os.environ, which init code may have changed
     function = LambdaFunction.from_environment(config.environment, served.lambda_name, served.memory_mb)
     calls = 0
