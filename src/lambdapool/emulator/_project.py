@@ -121,6 +121,8 @@ class PipelineMode(str, enum.Enum):
     SERVE = "serve"
     ROUTES = "routes"
     DESCRIBE = "describe"
+    TABPY = "tabpy"  # a function deployed with TabPy's client (``tabpy_archive``), not the app's
+    EVALUATE = "evaluate"  # TabPy's /evaluate scripts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +142,8 @@ class PipelineConfig:
     #: The pipeline's private ``/tmp`` (``TMPDIR``; empty: none), which the fork server removes if the
     #: emulator dies before it could.
     tmp_dir: str = ""
+    #: The pickle a :attr:`PipelineMode.TABPY` pipeline loads.
+    tabpy_archive: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -147,6 +151,7 @@ class PipelineConfig:
             "projectDir": self.project_dir,
             "codeDir": self.code_dir,
             "tmpDir": self.tmp_dir,
+            "tabpyArchive": self.tabpy_archive,
             "serviceId": self.service_id,
             "endpointId": self.endpoint_id,
             "pipelineId": self.pipeline_id,
@@ -166,6 +171,7 @@ class PipelineConfig:
             cold_start_delay_ms=int(data.get("coldStartDelayMs", 0)),
             code_dir=str(data.get("codeDir", "")),
             tmp_dir=str(data.get("tmpDir", "")),
+            tabpy_archive=str(data.get("tabpyArchive", "")),
         )
 
 

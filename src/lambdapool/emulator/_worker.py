@@ -189,6 +189,20 @@ class Served:
         )
 
     @classmethod
+    def tabpy(cls, config: PipelineConfig) -> Served:
+        """A function deployed with TabPy's client, or TabPy's ``/evaluate``."""
+        from . import _tabpy_pipeline
+
+        if config.mode is PipelineMode.EVALUATE:
+            handle = _tabpy_pipeline.evaluate_handler()
+        else:
+            handle = _tabpy_pipeline.deployed_handler(config.tabpy_archive)
+        memory_mb = int(config.environment.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+        lambda_name = f"{config.service_id}-{config.endpoint_id}"
+        where = f"{config.service_id}/{config.endpoint_id}"
+        return cls(config.service_id, config.endpoint_id, lambda_name, memory_mb, where, (), handle)
+
+    @classmethod
     def routes(cls, module: ModuleType, config: PipelineConfig) -> Served:
         app = find_chalice_app(module)
         if app is None:
@@ -232,6 +246,11 @@ def run(sock: socket.socket, config: PipelineConfig) -> int:
     if config.cold_start_delay_ms:
         time.sleep(config.cold_start_delay_ms / 1000)  # the provider's extra cold-start overhead being emulated
     try:
+        if config.mode in (PipelineMode.TABPY, PipelineMode.EVALUATE):  # not the app's code: no import of it
+            served = Served.tabpy(config)
+            init_ms = (time.perf_counter() - started) * 1000
+            send_frame(sock, {"op": "ready", "pid": os.getpid(), "initMs": init_ms, "peakRssBytes": peak_rss_bytes()})
+            return _serve(sock, served, config, output)
         module = import_app(config.project_dir, code_dir=config.code_dir or None)
         if config.mode is PipelineMode.DESCRIBE:
             app = find_chalice_app(module)
