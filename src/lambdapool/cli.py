@@ -19,6 +19,7 @@ from .emulator._aws import AwsMode
 from .emulator._delivery import ASYNC_RETRY_DELAY_S
 from .emulator._emulator import KEEP_WARM_S
 from .emulator._server import ConnectionLimits, default_max_connections
+from .emulator._tabpy import SERVICE_ID as TABPY_SERVICE
 from .emulator._tasks import Retention
 
 
@@ -29,6 +30,8 @@ def _banner(emulator: Emulator) -> str:
         "",
     ]
     for service in emulator.services.values():
+        if service.service_id == TABPY_SERVICE and not service.endpoints:
+            continue  # listed below
         keys = " (API key required)" if service.api_keys else ""
         lines.append(f"service {service.service_id}{keys}")
         for runtime in service.endpoints.values():
@@ -48,6 +51,7 @@ def _banner(emulator: Emulator) -> str:
                 f"timeout_ms={pool.timeout_ms}  timeout_s={spec.timeout_s} memory_mb={spec.memory_mb}"
             )
     lines += _app_lines(emulator)
+    lines.append(_tabpy_line(emulator))
     aws = {
         AwsMode.MOTO: f"local AWS (moto): {emulator.aws.endpoint_url}",
         AwsMode.REAL: "AWS: your real account (--aws real)",
@@ -57,10 +61,22 @@ def _banner(emulator: Emulator) -> str:
         "",
         aws,
         f"status: {emulator.url}/__lambdapool__/status   metrics: {emulator.url}/metrics",
-        *route_timeout_warnings((runtime.spec for runtime in emulator.catalog.runtimes()), emulator.gateway_timeout_s),
+        *route_timeout_warnings(
+            (runtime.spec for runtime in emulator.catalog.app_runtimes()), emulator.gateway_timeout_s
+        ),
         "Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)
+
+
+def _tabpy_line(emulator: Emulator) -> str:
+    """How TabPy's API is served: open or behind a password file, deploying and /evaluate on or off."""
+    if emulator.passwords is None:
+        access = "open to all (no --pwd-file)"
+    else:
+        access = f"for the users of {emulator.passwords.path}"
+    deploy = "deploy and /evaluate on" if emulator.allow_deploy else "deploy and /evaluate off (--allow-deploy)"
+    return f"TabPy API: {emulator.url}/info, /query/<name>  {access}; {deploy}"
 
 
 def _app_lines(emulator: Emulator) -> list[str]:
@@ -95,23 +111,11 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def local(args: argparse.Namespace) -> int:
-    emulator = Emulator(
-        args.project_dir,
-        host=args.host,
-        port=args.port,
-        stage=args.stage,
-        cold_start_delay_ms=args.cold_start_delay_ms,
-        state_dir=args.state_dir,
-        aws=args.aws,
-        connection_limits=ConnectionLimits(max_connections=args.max_connections),
-        task_retention=Retention(max_age_s=args.task_retention_hours * 3600, max_bytes=args.task_store_mb * 2**20),
-        async_retry_delay_s=args.async_retry_delay_s,
-        keep_warm_s=args.keep_warm_s,
-        freeze=not args.no_freeze,
-        fast_cold_starts=args.fast_cold_starts,
-        gateway_timeout_s=args.gateway_timeout_s,
-        reload=not args.no_reload,
-    )
+    try:
+        emulator = _emulator_of(args)
+    except (ValueError, OSError) as exc:  # a password file that cannot be used, --allow-deploy without one
+        print(f"lambdapool: cannot start: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     # Ctrl-C and SIGTERM both stop cleanly; SIGINT is set explicitly because a shell starts background
     # jobs with it ignored, and Python keeps it ignored.
@@ -133,6 +137,28 @@ def local(args: argparse.Namespace) -> int:
         emulator.close()
         print("lambdapool: stopped", flush=True)
     return 0
+
+
+def _emulator_of(args: argparse.Namespace) -> Emulator:
+    return Emulator(
+        args.project_dir,
+        host=args.host,
+        port=args.port,
+        stage=args.stage,
+        cold_start_delay_ms=args.cold_start_delay_ms,
+        state_dir=args.state_dir,
+        aws=args.aws,
+        connection_limits=ConnectionLimits(max_connections=args.max_connections),
+        task_retention=Retention(max_age_s=args.task_retention_hours * 3600, max_bytes=args.task_store_mb * 2**20),
+        async_retry_delay_s=args.async_retry_delay_s,
+        keep_warm_s=args.keep_warm_s,
+        freeze=not args.no_freeze,
+        fast_cold_starts=args.fast_cold_starts,
+        gateway_timeout_s=args.gateway_timeout_s,
+        reload=not args.no_reload,
+        allow_deploy=args.allow_deploy,
+        pwd_file=args.pwd_file,
+    )
 
 
 def config(args: argparse.Namespace) -> int:
@@ -297,6 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=Retention.max_bytes // 2**20,
         metavar="MB",
         help="the most disk finished tasks' records may take; the oldest go first (1024)",
+    )
+    run_local.add_argument(
+        "--pwd-file",
+        default=None,
+        metavar="FILE",
+        help="a TabPy password file (tabpy-user add writes one): TabPy's routes then need one of its users",
+    )
+    run_local.add_argument(
+        "--allow-deploy",
+        action="store_true",
+        help="let the users of --pwd-file deploy functions with TabPy's client and run /evaluate's scripts "
+        "(code sent over HTTP: off by default)",
     )
     run_local.set_defaults(handler=local)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .._errors import NotFound
+from .._errors import NotFound, Unauthorized
 from .._invocation import DEFAULT_REGION
-from .._keys import check_api_key
+from .._keys import is_authorized
 from .._model import EndpointSpec, ServiceSpec
 from .._triggers import TriggerKind
 from ._app_routes import AppRoutes
@@ -29,6 +29,14 @@ class ServedService:
     def api_keys(self) -> tuple[str, ...]:
         return self.spec.api_keys
 
+    def authorized(self, authorization: str | None) -> bool:
+        """Whether ``authorization`` lets its caller use the service (one of its API keys, if it has some)."""
+        return is_authorized(self.api_keys, authorization)
+
+    def unauthorized(self) -> Unauthorized:
+        """The error a caller that is not :meth:`authorized` gets."""
+        return Unauthorized.for_service(self.service_id)
+
 
 class Catalog:
     """The served services, each endpoint with a runtime made by ``runtime_for``.
@@ -38,6 +46,9 @@ class Catalog:
 
     ``app_routes`` are the Chalice app's own routes; with some, ``api_handler`` (the spec of the function
     that serves them) gets a runtime too, :attr:`api_handler`.
+
+    ``shared`` services are served with the app's but are not the app's (TabPy's deployed functions): their
+    runtimes are owned elsewhere and outlive the catalog (see :meth:`app_runtimes`).
     """
 
     def __init__(
@@ -49,6 +60,7 @@ class Catalog:
         region: str = DEFAULT_REGION,
         app_routes: AppRoutes | None = None,
         api_handler: EndpointSpec | None = None,
+        shared: Iterable[ServedService] = (),
     ):
         self.deployed_name = deployed_name
         #: The region the functions run in (what their ARNs and events name).
@@ -64,6 +76,9 @@ class Catalog:
             for runtime in endpoints.values():
                 if not runtime.spec.inline:  # an inline endpoint has no Lambda function of its own on AWS
                     self._name(runtime)
+        for served in shared:
+            self.services.setdefault(served.service_id, served)
+        self._shared = frozenset(served.service_id for served in shared)
         #: The app's own routes, and which paths they serve.
         self.app_routes = app_routes or AppRoutes()
         self.route_table = self.app_routes.matcher()
@@ -81,6 +96,14 @@ class Catalog:
         """Every endpoint's runtime, service by service, in declaration order, then the API handler's."""
         for service in list(self.services.values()):
             yield from list(service.endpoints.values())
+        if self.api_handler is not None:
+            yield self.api_handler
+
+    def app_runtimes(self) -> Iterator[EndpointRuntime]:
+        """The runtimes of the app's endpoints and routes: those the catalog owns (not the shared services')."""
+        for service in list(self.services.values()):
+            if service.service_id not in self._shared:
+                yield from list(service.endpoints.values())
         if self.api_handler is not None:
             yield self.api_handler
 
@@ -104,7 +127,8 @@ class Catalog:
         service = self.services.get(service_id)
         if service is None:
             raise NotFound(f"unknown service {service_id!r}", f"services: {', '.join(self.services) or 'none'}")
-        check_api_key(service_id, service.api_keys, authorization)
+        if not service.authorized(authorization):
+            raise service.unauthorized()
         return service
 
     def callable_endpoint(self, service_id: str, endpoint_id: str, authorization: str | None) -> EndpointRuntime:
@@ -136,7 +160,7 @@ class Catalog:
         return {
             service.service_id: {
                 "description": service.spec.description,
-                "authenticated": bool(service.api_keys),
+                "authenticated": not service.authorized(None),
                 "endpoints": {
                     name: {**runtime.status(), **extra(runtime)} for name, runtime in service.endpoints.items()
                 },
@@ -145,6 +169,6 @@ class Catalog:
         }
 
     def close(self) -> None:
-        """Close every runtime (their pipelines end, their waiting calls fail)."""
-        for runtime in self.runtimes():
+        """Close the app's runtimes (their pipelines end, their waiting calls fail)."""
+        for runtime in self.app_runtimes():
             runtime.close()

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -35,6 +36,7 @@ from ._pipeline import Pipeline
 from ._processes import new_tmp_dir, new_tmp_root, process_running, sweep_tmp_roots
 from ._project import (
     BASE_PRELOAD,
+    PipelineMode,
     Project,
     ProjectDescription,
     describe_project,
@@ -48,6 +50,10 @@ from ._runtime import EndpointRuntime
 from ._scheduler import Scheduler, scheduled_event
 from ._server import ConnectionLimits, EmulatorServer
 from ._starts import INIT_LIMIT_S
+from ._tabpy import SERVICE_ID as TABPY_SERVICE
+from ._tabpy_auth import PasswordFile
+from ._tabpy_pipeline import TOKEN_VARIABLE, URL_VARIABLE
+from ._tabpy_service import TabPyFunctions
 from ._tasks import FileTaskStore, Retention, TaskRunner
 
 log = logging.getLogger("lambdapool.emulator")
@@ -83,7 +89,10 @@ class Emulator:
     on moto's server, whose address pipelines get), ``real`` or ``none``;
     ``supervise_interval_s`` is how often running calls are checked against ``timeout_s`` and pipelines'
     resident memory against ``memory_mb`` (a pipeline's peak memory is also checked after every call).
-    Raises :class:`~lambdapool._errors.AppLoadError` from :meth:`start` if the app cannot be loaded.
+    ``pwd_file`` is a TabPy password file: TabPy's routes then need the credentials of one of its users;
+    ``allow_deploy`` (which needs one) lets them deploy functions and run ``/evaluate``'s scripts.
+    Raises :class:`~lambdapool._errors.AppLoadError` from :meth:`start` if the app cannot be loaded, and
+    ``ValueError`` for a password file that cannot be used.
     """
 
     def __init__(
@@ -107,7 +116,21 @@ class Emulator:
         gateway_timeout_s: float = API_GATEWAY_TIMEOUT_S,
         init_limit_s: float = INIT_LIMIT_S,
         reload: bool = False,
+        allow_deploy: bool = False,
+        pwd_file: str | Path | None = None,
     ):
+        if allow_deploy and pwd_file is None:
+            raise ValueError(
+                "deploying functions and /evaluate run code sent over HTTP: --allow-deploy needs --pwd-file FILE "
+                "(a TabPy password file, written by tabpy-user add), so that only its users can"
+            )
+        #: TabPy's users (``None``: TabPy's routes are open, and deploying is off).
+        self.passwords = PasswordFile.load(pwd_file) if pwd_file is not None else None
+        self.allow_deploy = allow_deploy
+        #: The functions deployed with TabPy's client (from :meth:`start`).
+        self.tabpy: TabPyFunctions | None = None
+        #: What ``/evaluate``'s pipelines present to query deployed functions (they have no user's password).
+        self.tabpy_token = secrets.token_urlsafe(32)
         self.project_dir = Path(project_dir).resolve()
         self.host = host
         self.port = port
@@ -168,15 +191,25 @@ class Emulator:
                 tmp_root=self._tmp_root,
             )
             self._forkserver.start()
-            self.catalog = self._catalog_for(describe_project(self._forkserver, self.project, self.aws.environment()))
-            for runtime in self.catalog.runtimes():
+            self.tabpy = TabPyFunctions(
+                self.project_dir,
+                self.state_dir,
+                self._runtime_for_tabpy,
+                passwords=self.passwords,
+                allow_deploy=self.allow_deploy,
+            )
+            self.catalog = self._catalog_for(self._describe(self._forkserver, self.project))
+            for runtime in self.catalog.app_runtimes():
                 runtime.load()
+            self.tabpy.start()
             self.aws.provision(load_buckets(self.project.directory))  # before the triggers: seeds fire nothing
             self._start_triggers()
             self._supervisor = threading.Thread(target=self._supervise, name="lambdapool-supervisor")
             self._supervisor.start()
             self._server = EmulatorServer(self.host, self.port, EmulatorApp(self), self.connection_limits)
             self.port = self._server.server_port
+            if self.allow_deploy:  # its pipelines query deployed functions through the server: bound by now
+                self.tabpy.start_evaluate({URL_VARIABLE: self.url, TOKEN_VARIABLE: self.tabpy_token})
             if self.reloads.enabled:
                 self._reloader = Reloader(self.project_dir, self.reload)
                 self._reloader.start()
@@ -209,7 +242,7 @@ class Emulator:
             project: Project | None = None
             try:
                 project = self._snapshot(Project.load(self.project_dir, self.stage))
-                described = describe_project(forkserver, project, self.aws.environment())
+                described = self._describe(forkserver, project)
             except BaseException as error:
                 if project is not None:
                     _remove_code(project)
@@ -224,12 +257,12 @@ class Emulator:
             old, previous = self.catalog, self.project
             self.project = project
             new = self._catalog_for(described)
-            for runtime in new.runtimes():
+            for runtime in new.app_runtimes():
                 runtime.load()
             self.catalog = new  # new arrivals from here
             self.deliveries.retarget(new.successor)
             self._restart_triggers()
-            draining = list(old.runtimes())
+            draining = list(old.app_runtimes())  # TabPy's deployed functions are not the app's: they go on
             self._draining = draining
             for runtime in draining:
                 runtime.stop_arrivals()  # a late arrival goes on to the new pool from here
@@ -284,6 +317,8 @@ class Emulator:
             if self.scheduler is not None:
                 self.scheduler.stop()
             self.catalog.close()  # fails the calls in flight, so the threads waiting on them end
+            if self.tabpy is not None:
+                self.tabpy.close()
         if server is not None:
             server.close_connections()  # after the pools: every call in flight has had its answer
         self.deliveries.join()
@@ -387,6 +422,43 @@ class Emulator:
         target = code_root / str(os.getpid()) / f"v{self._code_versions}-{uuid.uuid4().hex[:8]}"
         return dataclasses.replace(project, code_dir=snapshot_code(project.directory, target))
 
+    def _runtime_for_tabpy(
+        self, spec: EndpointSpec, mode: PipelineMode, archive: str, environment: dict[str, str]
+    ) -> EndpointRuntime:
+        """A runtime whose pipelines run a function deployed with TabPy's client (the pickle ``archive``) or
+        ``/evaluate``'s scripts, not the app's code (see :mod:`._tabpy_pipeline`)."""
+
+        def launch(pool_id: int, label: str) -> Pipeline:
+            forkserver = self._forkserver
+            if forkserver is None:
+                raise RuntimeError("the emulator is stopped")
+            assert self._tmp_root is not None
+            with new_tmp_dir(self._tmp_root, label) as tmp_dir:
+                config = self.project.pipeline_config(
+                    spec,
+                    label,
+                    {**self.aws.environment(), **environment},
+                    self._cold_start_delay_ms(forkserver),
+                    tmp_dir=tmp_dir,
+                )
+                config = dataclasses.replace(config, mode=mode, tabpy_archive=archive, code_dir="")
+                pid, sock = forkserver.spawn(config)
+            return Pipeline(label, pid, sock, tmp_dir)
+
+        return EndpointRuntime(
+            spec, launch, init_limit_s=self.init_limit_s, keep_warm_s=self.keep_warm_s, freeze=self.freeze
+        )
+
+    def _describe(self, forkserver: ForkServer, project: Project) -> ProjectDescription:
+        """``project``'s declarations; raises :class:`AppLoadError` for a service named as TabPy's."""
+        described = describe_project(forkserver, project, self.aws.environment())
+        if any(service.service_id == TABPY_SERVICE for service in described.services):
+            raise AppLoadError(
+                f"app.py declares a service {TABPY_SERVICE!r}: that id is reserved for the functions deployed "
+                "with TabPy's client (rename the service)"
+            )
+        return described
+
     def _catalog_for(self, described: ProjectDescription) -> Catalog:
         for problem in unmatched_pool_files(self.project.directory, described.services):
             log.warning("warning: %s", problem)
@@ -401,11 +473,13 @@ class Emulator:
             region,
             app_routes=described.app,
             api_handler=api_handler,
+            shared=[self.tabpy.service] if self.tabpy is not None else [],
         )
 
     def _all_runtimes(self) -> list[EndpointRuntime]:
         """The runtimes served, and those a reload is draining."""
-        return [*self.catalog.runtimes(), *self._draining]
+        hidden = list(self.tabpy.hidden_runtimes()) if self.tabpy is not None else []
+        return [*self.catalog.runtimes(), *self._draining, *hidden]
 
     def _restart_triggers(self) -> None:
         if self.scheduler is not None:

@@ -22,7 +22,6 @@ from werkzeug.wrappers import Request, Response
 from .._errors import BadRequest, LambdapoolError, MethodNotAllowed, NotFound
 from .._gateway import check_event, check_response
 from .._invocation import parse_body
-from .._keys import is_authorized
 from .._model import ASYNC_PAYLOAD_LIMIT_BYTES
 from .._names import ID_PATTERN
 from .._tasks import TaskState
@@ -169,7 +168,7 @@ class EmulatorApp:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(EmulatorCollector(lambda: host.catalog.runtimes()))  # the catalog of now
         endpoint = rf"/(?P<service_id>{ID_PATTERN})/(?P<endpoint_id>{ID_PATTERN})"
-        self.routes = (
+        self.routes: tuple[Route, ...] = (
             Route.of(rf"/public/api/v1{endpoint}/run", {"POST"}, self.run),
             Route.of(rf"/public/api/v1{endpoint}/submit", {"POST"}, self.submit),
             Route.of(rf"/public/api/v1/tasks/(?P<task_id>{ID_PATTERN})", {"GET", "DELETE"}, self.task),
@@ -184,6 +183,11 @@ class EmulatorApp:
             Route.of(r"/metrics", {"GET"}, self.metrics),
             Route.of(r"/__lambdapool__/metrics", {"GET"}, self.metrics),  # where an app's own /metrics shadows it
         )
+        if getattr(host, "tabpy_token", None) is not None:  # the emulator (not a test's pools): TabPy's API too
+            from ._tabpy_http import TabPyViews
+
+            tabpy_routes = TabPyViews(host).routes()  # type: ignore[arg-type]
+            self.routes += tuple(Route.of(pattern, methods, view) for pattern, methods, view in tabpy_routes)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -353,7 +357,7 @@ class EmulatorApp:
             record
             for record in records
             if record.service_id in catalog.services
-            and is_authorized(catalog.services[record.service_id].api_keys, authorization)
+            and catalog.services[record.service_id].authorized(authorization)
             and (not after or f"{record.submitted_at}|{record.task_id}" > after)
         ]
         page = visible[: int(limit_text)]

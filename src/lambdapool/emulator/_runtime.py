@@ -80,6 +80,11 @@ class EndpointRuntime:
         self._memory_limit_bytes = spec.memory_mb * 2**20
         self._id_prefix = uuid.uuid4().hex[:12]
         self._request_numbers = itertools.count(1)
+        #: Whether a pipeline has ever started (its init ran to the end), and the error the first start that
+        #: failed before that ended with: what TabPy's ``/status`` calls LoadSuccessful and LoadFailed.
+        self.ever_ready = False
+        self.load_error: LambdapoolError | None = None
+        self._load_settled = threading.Event()  # set at the first ready or at a failure before it
 
     # -- public ---------------------------------------------------------------------------------------
 
@@ -205,6 +210,11 @@ class EndpointRuntime:
         elif pipeline is not None:
             pipeline.kill(KillReason.CANCELLED)
         return True
+
+    def wait_loaded(self, timeout_s: float) -> bool:
+        """Wait until a first pipeline has started, or a start failed before any did (at most ``timeout_s``);
+        returns whether one of them happened."""
+        return self._load_settled.wait(timeout_s)
 
     def occupancy(self) -> PoolSnapshot:
         """How many pipelines are starting, idle and busy, and how many requests wait."""
@@ -501,6 +511,8 @@ class EndpointRuntime:
             return True
 
     def _ready(self, pool_id: int, pipeline: PipelineHandle) -> None:
+        self.ever_ready = True
+        self._load_settled.set()
         with self._lock:
             actions = self._core.ready(pool_id, self._clock())
             self._freeze_if_idle(pool_id, pipeline)
@@ -518,6 +530,9 @@ class EndpointRuntime:
         self._start_failed(pool_id, error)
 
     def _start_failed(self, pool_id: int, error: LambdapoolError) -> None:
+        if not self.ever_ready and self.load_error is None:
+            self.load_error = error
+            self._load_settled.set()
         label = self._label(pool_id)
         self.stats.record(error, label)
         log.error(

@@ -7,13 +7,18 @@ TabPy's ``{"data": [...]}``) or of keyword arguments; an evaluate call's is ``{"
 
 from __future__ import annotations
 
+import datetime
+import importlib
+import importlib.util
 import json
+import logging
+import math
 import os
-import textwrap
 import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -57,25 +62,22 @@ def deployed_handler(archive: str) -> Handle:
             result = deployed.query(*args, **kwargs)
         except Exception as exc:
             raise _failure(exc) from exc
-        return encode_result(result)
+        return encode_result(tabpy_json(result))
 
     return handle
 
 
 class TabPyQuery:
     """The ``tabpy`` object of an evaluated script: ``tabpy.query(name, *args, **kwargs)`` queries a deployed
-    function through the emulator and returns TabPy's whole answer (``["response"]`` is the result)."""
+    function through the emulator and returns TabPy's whole answer, whatever its status, as TabPy does
+    (``["response"]`` is the result; an error's answer has none, which a script sees as ``KeyError``)."""
 
     def __init__(self, url: str, token: str):
         self._url = url.rstrip("/")
         self._token = token
 
     def query(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        if args and kwargs:
-            raise ValueError(
-                "Mixing of keyword arguments and positional arguments when querying an endpoint is not supported."
-            )
-        data = list(args) if args else kwargs
+        data = list(args) if args else kwargs  # as TabPy's: positional arguments win
         request = urllib.request.Request(
             f"{self._url}/query/{urllib.parse.quote(name, safe='')}",
             data=json.dumps({"data": data}).encode(),
@@ -83,37 +85,83 @@ class TabPyQuery:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=600) as answer:
-                return json.loads(answer.read())
+            with urllib.request.urlopen(request, timeout=QUERY_TIMEOUT_S) as answer:
+                body = answer.read()
         except urllib.error.HTTPError as exc:
-            body = exc.read().decode("utf-8", "replace")
+            body = exc.read()
             exc.close()
-            raise RuntimeError(f"querying {name!r} failed with {exc.code}: {body}") from None
+        return json.loads(body)
 
 
-def compile_script(script: str, names: list[str]) -> Callable[..., Any]:
-    """The script as the body of ``def _user_script(tabpy, <names>)`` (TabPy's wrapper); raises
-    ``SyntaxError`` as compiling it does."""
-    source = f"def _user_script(tabpy{''.join(', ' + name for name in names)}):\n{textwrap.indent(script, '    ')}\n"
-    namespace: dict[str, Any] = {}
-    exec(compile(source, "<evaluate>", "exec"), namespace)
-    function: Callable[..., Any] = namespace["_user_script"]
+#: How long ``tabpy.query`` waits for an answer (the script's own timeout ends it sooner).
+QUERY_TIMEOUT_S = 900
+
+
+class _LazyModule:
+    """A module imported when a script first uses it (TabPy's scripts find ``pandas``, ``requests``... without
+    importing them; importing them up front would slow every evaluate pipeline's start)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+def script_globals() -> dict[str, Any]:
+    """What a script finds without importing it: the names TabPy's evaluation handler's module has."""
+    namespace: dict[str, Any] = {
+        "__name__": "tabpy_evaluate",
+        "json": json,
+        "logging": logging,
+        "uuid": uuid,
+        "timedelta": datetime.timedelta,
+    }
+    for name, module in (("pandas", "pandas"), ("requests", "requests"), ("simplejson", "simplejson")):
+        if importlib.util.find_spec(module) is not None:
+            namespace[name] = _LazyModule(module)
+    return namespace
+
+
+def compile_script(script: str, names: list[str], namespace: dict[str, Any] | None = None) -> Callable[..., Any]:
+    """The script as the body of ``def _user_script(tabpy, <names>)``, each line indented by one space as
+    TabPy's wrapper does (so a script indented consistently works); raises ``SyntaxError`` as compiling it
+    does."""
+    lines = "".join(f" {line}\n" for line in script.splitlines())
+    source = f"def _user_script(tabpy{''.join(', ' + name for name in sorted(names))}):\n{lines}"
+    namespace = namespace if namespace is not None else script_globals()
+    exec(compile(source, "<string>", "exec"), namespace)
+    function: Callable[..., Any] = namespace.pop("_user_script")
     return function
 
 
+def tabpy_json(value: Any) -> Any:
+    """``value`` as TabPy answers it: NaN and infinities as null (TabPy's ``ignore_nan``), tuples as lists, a
+    pandas DataFrame as ``to_dict(orient="list")``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: tabpy_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [tabpy_json(item) for item in value]
+    if type(value).__name__ == "DataFrame" and callable(getattr(value, "to_dict", None)):
+        return tabpy_json(value.to_dict(orient="list"))
+    return value
+
+
 def evaluate_handler() -> Handle:
-    """Run scripts: each call compiles its script and calls it with the ``_argN`` values and ``tabpy``."""
+    """Run scripts: each call compiles its script and calls it with the ``_argN`` values (by name) and
+    ``tabpy``; the emulator has checked the request's shape."""
     tabpy = TabPyQuery(os.environ.get(URL_VARIABLE, ""), os.environ.get(TOKEN_VARIABLE, ""))
 
     def handle(payload: bytes, context: InvocationContext, lambda_event: bool) -> bytes:
         request = json.loads(payload)
         data = request.get("data") or {}
-        names = sorted(data, key=lambda name: int(name[4:]))  # _arg1, _arg2, ... (checked by the emulator)
         try:
-            function = compile_script(request["script"], names)
-            result = function(tabpy, *(data[name] for name in names))
+            function = compile_script(request["script"], list(data))
+            result = function(tabpy, **data)
         except Exception as exc:
             raise _failure(exc) from exc
-        return encode_result(result)
+        return encode_result(tabpy_json(result))
 
     return handle

@@ -151,13 +151,15 @@ def _find_endpoint(services: list[Service], service_id: str, endpoint_id: str) -
     raise LookupError(f"app.py no longer declares the endpoint {service_id}/{endpoint_id}")
 
 
-def _init_failure(exc: BaseException) -> dict[str, Any]:
+def _init_failure(exc: BaseException, tabpy: bool = False) -> dict[str, Any]:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    # TabPy's /status says "Load failed: <the exception>" of a deployed object that cannot be loaded
+    message = f"Load failed: {exc}" if tabpy else f"app.py failed to load: {type(exc).__name__}: {exc}"
     return {
         "op": "init_error",
         "error": {
             "errorType": type(exc).__name__,
-            "message": f"app.py failed to load: {type(exc).__name__}: {exc}",
+            "message": message,
             "detailedMessage": text,
         },
     }
@@ -267,7 +269,7 @@ def run(sock: socket.socket, config: PipelineConfig) -> int:
             served = Served.endpoint(_find_endpoint(find_services(module), config.service_id, config.endpoint_id))
     except Exception as exc:
         output.end_call()  # what init code printed before it failed
-        send_frame(sock, _init_failure(exc))
+        send_frame(sock, _init_failure(exc, tabpy=config.mode in (PipelineMode.TABPY, PipelineMode.EVALUATE)))
         return 1
     init_ms = (time.perf_counter() - started) * 1000
     send_frame(sock, {"op": "ready", "pid": os.getpid(), "initMs": init_ms, "peakRssBytes": peak_rss_bytes()})
