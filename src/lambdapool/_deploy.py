@@ -29,7 +29,7 @@ from .emulator._forkserver import ForkServer
 from .emulator._project import Project, describe_project
 
 #: The package's host-side modules; with the ``emulator`` package, all that is not vendored.
-HOST_MODULES = frozenset({"cli.py", "testing.py", "_deploy.py"})
+HOST_MODULES = frozenset({"cli.py", "testing.py", "_deploy.py", "tabpy.py"})
 ZIPPED_LIMIT_BYTES = 50 * 2**20
 
 
