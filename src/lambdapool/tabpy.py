@@ -126,7 +126,10 @@ def deploy(
     }
     if name in existing:
         answer = _request(
-            url, "PUT", f"/endpoints/{_quoted(name)}", json.dumps({**record, "should_update_version": True}).encode(),
+            url,
+            "PUT",
+            f"/endpoints/{_quoted(name)}",
+            json.dumps({**record, "should_update_version": True}).encode(),
             auth=auth,
         )
     else:
