@@ -110,3 +110,43 @@ def test_slash_and_the_bare_prefix_lead_to_the_dashboard(sample: Emulator) -> No
         answer = requests.get(sample.url + path, timeout=30)
         assert answer.status_code == 200 and answer.url.endswith("/__lambdapool__/")
         assert "<title>lambdapool</title>" in answer.text
+
+
+def test_the_dashboard_shows_functions_deployed_with_tabpy(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from lambdapool.emulator._tabpy_auth import hash_password
+    from lambdapool.tabpy import deploy, query
+
+    passwords = tmp_path / "passwords.txt"
+    passwords.write_text(f"alice {hash_password('alice', 'secret')}\n")
+    auth = ("alice", "secret")
+    emulator = Emulator(
+        SAMPLE_APP,
+        port=0,
+        state_dir=tmp_path / "state",
+        fast_cold_starts=True,
+        aws="none",
+        allow_deploy=True,
+        pwd_file=passwords,
+    )
+    try:
+        emulator.start()
+        emulator.serve_in_thread()
+        deploy(emulator.url, "triple", lambda x: 3 * x, "Triples x", auth=auth)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                page.set_default_timeout(30_000)
+                page.goto(emulator.url + "/__lambdapool__/")
+                page.wait_for_selector('[data-endpoint="tabpy/triple"] [data-counter="calls"]')
+                assert query(emulator.url, "triple", 5, auth=auth) == 15
+                page.wait_for_function(
+                    '() => document.querySelector(\'[data-endpoint="tabpy/triple"] [data-counter="calls"]\')'
+                    ".textContent === 'calls 1'"
+                )
+            finally:
+                browser.close()
+    finally:
+        emulator.close()

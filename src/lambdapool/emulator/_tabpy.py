@@ -8,7 +8,7 @@ destination (``STATE_DIR/tabpy/staging``) before registering it; the registratio
 
 Settings (``config/tabpy.json`` in the project, every key optional)::
 
-    {"pool": {"floor": 1, "ceil": 4, "cruise": 1, "queue": 32, "timeout": 10000},
+    {"pool": {"floor": 1, "ceil": 2, "cruise": 2, "queue": 32, "timeout": 10000},
      "timeout_s": 60, "memory_mb": 1024, "evaluate_timeout_s": 30}
 
 A pool file ``config/services/tabpy/<endpoint>.json`` overrides one function's pool, as for any endpoint.
@@ -41,7 +41,7 @@ ARCHIVE_NAME = "pickle_archive"
 #: The most a pickle sent over HTTP may weigh.
 MAX_ARCHIVE_BYTES = 256 * 2**20
 
-DEFAULT_POOL = Pool(floor=1, ceil=4, cruise=1, queue=32, timeout_ms=10_000)
+DEFAULT_POOL = Pool(floor=1, ceil=2, cruise=2, queue=32, timeout_ms=10_000)
 DEFAULT_TIMEOUT_S = 60
 DEFAULT_MEMORY_MB = 1024
 DEFAULT_EVALUATE_TIMEOUT_S = 30
