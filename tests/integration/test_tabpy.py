@@ -534,3 +534,21 @@ def test_an_app_cannot_declare_the_tabpy_service(tmp_path: Path) -> None:
     with pytest.raises(AppLoadError, match="reserved"):
         emulator.start()
     emulator.close()
+
+
+def test_status_says_load_in_progress_until_the_function_loaded(
+    start_emulator: Callable[..., Client], pwd_file: Path
+) -> None:
+    emulator = start_emulator(PROJECT, allow_deploy=True, pwd_file=pwd_file, cold_start_delay_ms=1500)
+    client = client_of(emulator)
+    seen: list[str] = []
+    deploying = threading.Thread(target=client.deploy, args=("add", add))
+    deploying.start()
+    try:
+        wait_until(
+            lambda: seen.append(client.get_status().get("add", {}).get("status", "")) or "LoadInProgress" in seen
+        )
+    finally:
+        deploying.join(timeout=60)
+    assert client.get_status()["add"]["status"] == "LoadSuccessful"
+    assert client.query("add", 1, 2)["response"] == 3
