@@ -238,8 +238,14 @@ def test_a_pickle_that_cannot_load_is_load_failed(tabpy: Client) -> None:
     assert status["last_error"].startswith("Load failed: ")
     failed = post(tabpy, "/query/broken", {"data": [1]})
     assert failed.status_code == 500
-    assert failed.json()["message"] == "Error querying function 'broken'"
-    assert failed.json()["info"]["type"] == "QueryFailed"
+    assert failed.json() == {
+        "message": "Error querying function 'broken'",
+        "info": {
+            "uri": "broken",
+            "error": "There is no query object associated to the endpoint: broken",
+            "type": "QueryFailed",
+        },
+    }
 
 
 # -- /query and /evaluate ----------------------------------------------------------------------------------
@@ -552,3 +558,46 @@ def test_status_says_load_in_progress_until_the_function_loaded(
         deploying.join(timeout=60)
     assert client.get_status()["add"]["status"] == "LoadSuccessful"
     assert client.query("add", 1, 2)["response"] == 3
+
+
+def test_hostile_requests_get_tabpy_answers(tabpy: Client) -> None:
+    deep = b"[" * 100_000
+    assert post(tabpy, "/endpoints", deep).json()["message"] == "Failed to decode input body"
+    assert post(tabpy, "/query/add", deep).status_code == 400
+    assert post(tabpy, "/evaluate", deep).json()["message"] == "Error processing script"
+    for version in ("%C2%B2", "9" * 300, "0", "-1"):
+        answer = requests.put(f"{tabpy.url}/endpoints/x/archive?version={version}", data=b"x", auth=AUTH, timeout=10)
+        assert answer.status_code == 400, version
+        assert answer.json()["message"] == "version must be a whole number from 1"
+    long_name = requests.put(f"{tabpy.url}/endpoints/{'n' * 300}/archive", data=b"x", auth=AUTH, timeout=10)
+    assert (long_name.status_code, long_name.json()["message"]) == (
+        400,
+        "endpoint name can have at most 128 characters.",
+    )
+    too_big = post(tabpy, "/endpoints", b" " * (2**20 + 1))
+    assert too_big.status_code == 413
+    assert too_big.json() == {
+        "message": f"Request with size {2**20 + 1} exceeded limit of {2**20} (bytes).",
+        "info": "Request Entity Too Large",
+    }
+
+
+def test_a_registration_reads_only_its_own_upload(tabpy: Client) -> None:
+    victim = requests.put(f"{tabpy.url}/endpoints/victim/archive", data=cloudpickle.dumps(add), auth=AUTH, timeout=10)
+    staging = Path(victim.json()["path"]).parents[2]
+    (staging / "pickle_archive").write_bytes(b"x")
+    for src_path in (str(staging), victim.json()["path"]):
+        refused = post(tabpy, "/endpoints", {"name": "root", "type": "model", "src_path": src_path})
+        assert refused.status_code == 400
+        assert refused.json()["message"] == "Invalid source path for endpoint root"
+    assert Path(victim.json()["path"], "pickle_archive").is_file()  # another name's upload is left alone
+    again = requests.put(f"{tabpy.url}/endpoints/victim/archive?version=3", data=b"y", auth=AUTH, timeout=10)
+    assert not Path(victim.json()["path"]).exists()  # one upload per name waits to be registered
+    assert Path(again.json()["path"], "pickle_archive").read_bytes() == b"y"
+
+
+def test_a_query_with_a_method_passes_it_on_as_tabpy_does(tabpy: Client) -> None:
+    client_of(tabpy).deploy("add", add)
+    answer = post(tabpy, "/query/add", {"data": [1, 2], "method": "query"})
+    assert answer.status_code == 500
+    assert "unexpected keyword argument 'data'" in answer.json()["info"]["error"]

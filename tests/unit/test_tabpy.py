@@ -147,7 +147,7 @@ def test_the_store_keeps_records_and_pickles_across_instances(tmp_path: Path) ->
     staged = store.staging / "endpoints" / "add" / "1"
     staged.mkdir(parents=True)
     (staged / "pickle_archive").write_bytes(b"pickle")
-    archive = store.staged_archive(str(staged))
+    archive = store.staged_archive(str(staged), "add")
     store.put(Deployed("add", 1, description="Adds"), archive)
     store.put(Deployed("add", 2, description="Adds again"), archive)
     store.discard("add", 1)
@@ -156,12 +156,29 @@ def test_the_store_keeps_records_and_pickles_across_instances(tmp_path: Path) ->
     assert again.get("add").version == 2  # type: ignore[union-attr]
     assert not store.archive("add", 1).exists()
     assert store.archive("add", 2).read_bytes() == b"pickle"
-    for outside in (str(tmp_path), str(store.staging / ".." / ".."), "/etc"):
-        with pytest.raises(ValueError, match="not under the upload destination"):
-            store.staged_archive(outside)
-    link = store.staging / "link"
+    other = store.staging / "endpoints" / "other" / "1"
+    other.mkdir(parents=True)
+    (other / "pickle_archive").write_bytes(b"another client's")
+    for outside in (str(tmp_path), str(store.staging), str(store.staging / ".." / ".."), "/etc", str(other)):
+        with pytest.raises(ValueError, match="where TabPy's client stages it"):
+            store.staged_archive(outside, "add")  # not add's: neither read nor, later, removed
+    link = store.staging / "endpoints" / "add" / "2"
     link.symlink_to(tmp_path)
-    with pytest.raises(ValueError, match="not under the upload destination"):
-        store.staged_archive(str(link))
+    with pytest.raises(ValueError, match="where TabPy's client stages it"):
+        store.staged_archive(str(link), "add")
+    with pytest.raises(ValueError, match="cannot be read"):
+        store.staged_archive(str(store.staging / "endpoints" / "add" / ("9" * 300)), "add")
     assert store.remove("add") is not None
+    assert store.archive("add", 2).exists()  # until its pool has stopped: then discarded
+    store.discard("add", 2)
+    assert not (store.root / "endpoints" / "add").exists()
     assert TabPyStore(tmp_path / "tabpy").all() == {}
+
+
+def test_names_are_tabpys_within_a_file_names_length() -> None:
+    from lambdapool.emulator._tabpy import check_name
+
+    assert check_name("my model-2_b") == "my model-2_b"
+    for name in ("a/b", "..", "é", "", 5, "x" * 129, "__evaluate__"):
+        with pytest.raises(ValueError):
+            check_name(name)

@@ -33,10 +33,13 @@ from ._project import load_pool_override
 
 #: The service TabPy's deployed functions are endpoints of.
 SERVICE_ID = "tabpy"
-#: The name of the endpoint that runs ``/evaluate``'s scripts (not a deployed function).
-EVALUATE_ENDPOINT = "evaluate"
-#: TabPy's rule for endpoint names (its server's; its client also allows only these).
+#: The endpoint id of the pool that runs ``/evaluate``'s scripts (not a deployed function: no function may
+#: be deployed under this name).
+EVALUATE_ENDPOINT = "__evaluate__"
+#: TabPy's rule for endpoint names (its server's; its client also allows only these), within a length a file
+#: name can have.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_\- ]+")
+MAX_NAME_LENGTH = 128
 ARCHIVE_NAME = "pickle_archive"
 #: The most a pickle sent over HTTP may weigh.
 MAX_ARCHIVE_BYTES = 256 * 2**20
@@ -122,6 +125,10 @@ def check_name(name: object) -> str:
     """A valid TabPy endpoint name; raises ``ValueError`` with TabPy's message."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ValueError("endpoint name can only contain: a-z, A-Z, 0-9, underscore, hyphens and spaces.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"endpoint name can have at most {MAX_NAME_LENGTH} characters.")
+    if endpoint_id_of(name) == EVALUATE_ENDPOINT:
+        raise ValueError(f"endpoint name {name} is reserved (the pool of /evaluate's scripts).")
     return name
 
 
@@ -186,6 +193,10 @@ class TabPyStore:
                 deployed = Deployed.from_json(item)
                 if self.archive(deployed.name, deployed.version).is_file():
                     self._deployed[deployed.name] = deployed
+        for stale in (root / "endpoints").glob("*/*"):  # versions an emulator stopped before discarding them
+            current = self._deployed.get(stale.parent.name)
+            if current is None or stale.name != str(current.version):
+                shutil.rmtree(stale, ignore_errors=True)
 
     def all(self) -> dict[str, Deployed]:
         with self._lock:
@@ -198,20 +209,34 @@ class TabPyStore:
     def archive(self, name: str, version: int) -> Path:
         return self.root / "endpoints" / name / str(version) / ARCHIVE_NAME
 
-    def staged_archive(self, src_path: str) -> Path:
-        """The pickle a client staged at ``src_path``; raises ``ValueError`` unless that is under the upload
-        destination (nothing outside the state directory is read because of a request)."""
+    def staging_dir(self, name: str, version: int) -> Path:
+        """Where a client stages version ``version`` of ``name`` (TabPy's client's layout)."""
+        return self.staging / "endpoints" / name / str(version)
+
+    def staged_archive(self, src_path: str, name: str) -> Path:
+        """The pickle a client staged for ``name`` at ``src_path``; raises ``ValueError`` unless that is
+        ``<upload destination>/endpoints/<name>/<version>`` (so nothing outside the state directory, nor another
+        endpoint's upload, is read or removed because of a request)."""
         staging = self.staging.resolve()
-        source = Path(src_path).resolve()
-        if source != staging and staging not in source.parents:
-            raise ValueError(
-                f"src_path {src_path} is not under the upload destination {staging}: a client on another "
-                "machine uploads the pickle with PUT /endpoints/<name>/archive (see lambdapool.tabpy)"
-            )
-        archive = source / ARCHIVE_NAME
-        if not archive.is_file():
-            raise ValueError(f"no {ARCHIVE_NAME} in {src_path}")
+        try:
+            source = Path(src_path).resolve()
+            if source.parent != staging / "endpoints" / name or not source.name.isdigit():
+                raise ValueError(
+                    f"src_path {src_path} is not {staging}/endpoints/{name}/<version>, where TabPy's client stages "
+                    "it: a client on another machine uploads the pickle with PUT /endpoints/<name>/archive "
+                    "(see lambdapool.tabpy)"
+                )
+            archive = source / ARCHIVE_NAME
+            if not archive.is_file():
+                raise ValueError(f"no {ARCHIVE_NAME} in {src_path}")
+        except OSError as exc:  # a name too long for the file system...
+            raise ValueError(f"src_path {src_path[:200]} cannot be read: {exc.strerror}") from None
         return archive
+
+    def clear_staged(self, name: str | None = None) -> None:
+        """Remove what clients staged for ``name`` (``None``: for every name, as the emulator starts)."""
+        target = self.staging / "endpoints" / name if name is not None else self.staging / "endpoints"
+        shutil.rmtree(target, ignore_errors=True)
 
     def put(self, deployed: Deployed, archive: Path) -> Deployed:
         """Keep ``deployed``'s version with a copy of its pickle ``archive`` (the previous version's stays until
@@ -234,6 +259,10 @@ class TabPyStore:
             current = self._deployed.get(name)
             if current is None or current.version != version:
                 shutil.rmtree(self.archive(name, version).parent, ignore_errors=True)
+                try:
+                    self.archive(name, version).parents[1].rmdir()  # the endpoint's directory, once empty
+                except OSError:
+                    pass
 
     def update(self, deployed: Deployed) -> None:
         """Change a record (not its pickle)."""
@@ -243,11 +272,11 @@ class TabPyStore:
             self._save()
 
     def remove(self, name: str) -> Deployed | None:
+        """Forget ``name``'s record; its pickle stays until :meth:`discard` (its pool may still start one)."""
         with self._lock:
             removed = self._deployed.pop(name, None)
             if removed is not None:
                 self._save()
-                shutil.rmtree(self.root / "endpoints" / name, ignore_errors=True)
         return removed
 
     def _save(self) -> None:

@@ -8,12 +8,14 @@ client works unchanged. Where lambdapool differs, on purpose:
 - a password containing ``:`` authenticates (TabPy splits the credentials at every ``:``);
 - ``PUT /endpoints/{name}/archive`` takes the pickle over HTTP (TabPy's client writes it into the server's
   upload directory, which only a client on the same machine can): :mod:`lambdapool.tabpy` uses it;
-- a pickle is only read from under the upload destination (TabPy copies any directory ``src_path`` names);
+- a pickle is only read from ``<upload destination>/endpoints/<name>/<version>``, where TabPy's client stages
+  it (TabPy copies any directory ``src_path`` names);
 - ``/evaluate`` without ``data`` runs the script without arguments (TabPy answers 500, a bug);
 - results carry NaN and infinities as ``null`` on ``/query`` too (TabPy sends ``NaN``, which its own client
   cannot read);
-- an endpoint that cannot load keeps its previous pool no longer: it is LoadFailed (as TabPy's), and a
-  deleted one stops answering at once (TabPy's keeps answering until it restarts).
+- a deleted function stops answering at once (TabPy's keeps answering until it restarts);
+- ``/query`` with an empty body says ``JSONDecodeError``, a wrong method is a JSON 405, a trailing slash is
+  accepted (TabPy: an odd ``AttributeError``, HTML 405 and 404).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from ._runtime import EndpointRuntime
 from ._tabpy import ARCHIVE_NAME, MAX_ARCHIVE_BYTES, Deployed, check_name
 from ._tabpy_auth import PasswordFile
 from ._tabpy_pipeline import ARGS_KEY, TOKEN_HEADER
-from ._tabpy_service import TabPyFunctions
+from ._tabpy_service import LOAD_FAILED, Loaded, TabPyFunctions
 
 log = logging.getLogger("lambdapool.tabpy")
 
@@ -56,6 +58,8 @@ DEPLOY_DISABLED = (
 DEPLOY_DISABLED_INFO = "start lambdapool local with --allow-deploy --pwd-file FILE to deploy functions"
 #: The most a management request's JSON body may weigh (a record, not a model).
 MAX_RECORD_BYTES = 2**20
+#: The most a ``/query`` or ``/evaluate`` body may weigh: TabPy's default (``TABPY_MAX_REQUEST_SIZE_MB``).
+MAX_REQUEST_BYTES = 100 * 2**20
 
 
 class TabPyHost(Protocol):
@@ -97,6 +101,25 @@ def _parseable_basic(authorization: str) -> bool:
     except (binascii.Error, UnicodeDecodeError):
         return False
     return ":" in decoded
+
+
+def _loads(raw: bytes) -> Any:
+    """``raw`` parsed; raises ``ValueError`` for what is not JSON, nested too deeply included."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
+
+
+def _read(request: Request, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes: TabPy's 413 otherwise."""
+    try:
+        return read_body(request, limit)
+    except PayloadTooLarge:
+        size = request.content_length if request.content_length is not None else f"over {limit}"
+        raise TabPyAnswer(
+            413, f"Request with size {size} exceeded limit of {limit} (bytes).", "Request Entity Too Large"
+        ) from None
 
 
 def _format(error: LambdapoolError) -> str:
@@ -145,9 +168,12 @@ class TabPyViews:
                 return view(request, **arguments)
             except TabPyAnswer as answer:
                 return answer.response()
-            except LambdapoolError as error:  # a body over its limit, a queue full...
+            except LambdapoolError as error:  # a queue full...
                 request.environ["lambdapool.error"] = error
                 return TabPyAnswer(error.status, error.message, error.type_name(), error.headers()).response()
+            except Exception as exc:  # answered as TabPy answers what it did not expect, and logged
+                log.exception("TabPy API: internal error answering %s %s", request.method, request.path)
+                return TabPyAnswer(500, "Error processing request", f"{type(exc).__name__} : {exc}").response()
 
         return guarded
 
@@ -242,13 +268,14 @@ class TabPyViews:
                 raise TabPyAnswer(400, f"endpoint {name} already exists.")
             self._check_name(name)
             deployed = _deployed_from(body, name, 1, None)
-            archive = self._staged(functions, body, name)
-            self._deploy(functions, deployed, archive)
+            loaded = self._deploy(functions, deployed, self._staged(functions, body, name))
+        _wait_loaded(loaded)  # as TabPy answers once loading ended (not holding up other deploys meanwhile)
         return tabpy_response({name: deployed.record()}, 201)
 
     def _update(self, request: Request, name: str) -> Response:
         functions = self._deploying()
         body = self._record_body(request)
+        loaded: Loaded | None = None
         with self._deploys:
             existing = functions.store.get(name)
             if existing is None:
@@ -257,12 +284,14 @@ class TabPyViews:
                 raise TabPyAnswer(400, "Failed to decode input body", "the body must be a JSON object")
             bump = bool(body.get("should_update_version"))
             deployed = _deployed_from(body, name, existing.version + (1 if bump else 0), existing)
-            archive = self._staged(functions, body, name) if bump else None
+            archive = self._staged(functions, body, name, needed=bump)
             if archive is not None:
-                self._deploy(functions, deployed, archive)
+                loaded = self._deploy(functions, deployed, archive)
             else:
                 deployed.creation_time = existing.creation_time
                 functions.update(deployed)
+        if loaded is not None:
+            _wait_loaded(loaded)
         return tabpy_response({name: deployed.record()})
 
     def _delete(self, name: str) -> Response:
@@ -283,20 +312,21 @@ class TabPyViews:
         text = request.args.get("version")
         if text is None:
             version = existing.version + 1 if existing is not None else 1
-        elif text.isdigit() and int(text) >= 1:
+        elif text.isascii() and text.isdigit() and len(text) <= 9 and int(text) >= 1:
             version = int(text)
         else:
             raise TabPyAnswer(400, "version must be a whole number from 1", {"version": text[:20]})
-        target = functions.store.staging / "endpoints" / name / str(version)
+        functions.store.clear_staged(name)  # one upload per name waits to be registered
+        target = functions.store.staging_dir(name, version)
         _receive(request, target / ARCHIVE_NAME)
         return tabpy_response({"path": str(target.resolve()), "version": version})
 
     def _record_body(self, request: Request) -> Any:
-        raw = read_body(request, MAX_RECORD_BYTES)
+        raw = _read(request, MAX_RECORD_BYTES)
         if not raw:
             raise TabPyAnswer(400, "Input body cannot be empty")
         try:
-            return json.loads(raw)
+            return _loads(raw)
         except ValueError as exc:
             raise TabPyAnswer(400, "Failed to decode input body", str(exc)) from None
 
@@ -308,24 +338,30 @@ class TabPyViews:
             raise TabPyAnswer(400, str(error)) from None
 
     @staticmethod
-    def _staged(functions: TabPyFunctions, body: dict[str, Any], name: str) -> Path:
+    def _staged(functions: TabPyFunctions, body: dict[str, Any], name: str, *, needed: bool = True) -> Path | None:
+        """The pickle ``body``'s ``src_path`` names (``None`` if not ``needed``: a PUT that keeps the version
+        needs a ``src_path`` but does not read it, as TabPy's)."""
         src_path = body.get("src_path")
         if src_path is None:
             raise TabPyAnswer(400, "src_path is required to add/update an endpoint.")
         if not isinstance(src_path, str):
             raise TabPyAnswer(400, "src_path must be a string.")
+        if not needed:
+            return None
         try:
-            return functions.store.staged_archive(src_path)
+            return functions.store.staged_archive(src_path, name)
         except ValueError as error:
             raise TabPyAnswer(400, f"Invalid source path for endpoint {name}", str(error)) from None
 
     @staticmethod
-    def _deploy(functions: TabPyFunctions, deployed: Deployed, archive: Path) -> None:
+    def _deploy(functions: TabPyFunctions, deployed: Deployed, archive: Path | None) -> Loaded:
+        assert archive is not None
         try:
-            functions.deploy(deployed, archive)
+            return functions.deploy(deployed, archive)
         except ValueError as error:
             raise TabPyAnswer(400, f"Error when changing TabPy state: {error}") from None
-        shutil.rmtree(archive.parent, ignore_errors=True)  # kept in the state directory from now on
+        finally:
+            shutil.rmtree(archive.parent, ignore_errors=True)  # kept in the state directory, or refused
 
     # -- calls ----------------------------------------------------------------------------------------
 
@@ -333,11 +369,11 @@ class TabPyViews:
         """``POST`` (or ``GET``, with the same body) ``/query/{name}`` with ``{"data": [args] | {kwargs}}``."""
         functions = self._functions()
         name = urllib.parse.unquote(name)  # decoded twice, as TabPy does
-        raw = read_body(request, self.host.max_body_bytes)
+        raw = _read(request, MAX_REQUEST_BYTES)
         try:
-            body = json.loads(raw)
+            body = _loads(raw)
         except ValueError as exc:
-            raise TabPyAnswer(400, f"JSONDecodeError : {exc}") from None
+            raise TabPyAnswer(400, f"{type(exc).__name__} : {exc}") from None
         if not isinstance(body, dict):
             raise TabPyAnswer(400, "RuntimeError : Input data must be a dictionary")
         if "data" not in body:
@@ -350,7 +386,12 @@ class TabPyViews:
             self._query_failed(
                 name, f"Query parameter needs to be a dictionary or a list. Given value is of type {type(data)}"
             )
-        arguments = {ARGS_KEY: data} if isinstance(data, list) else data
+        if "method" in body:  # TabPy passes both as keyword arguments
+            arguments: dict[str, Any] = {"data": data, "method": body["method"]}
+        else:
+            arguments = {ARGS_KEY: data} if isinstance(data, list) else data
+        if entry.state()[0] == LOAD_FAILED:
+            self._query_failed(name, f"There is no query object associated to the endpoint: {name}")
         for _attempt in range(3):  # a redeploy as the call arrived: the new version serves it
             runtime = entry.runtime if entry is not None else None
             if entry is None or runtime is None:
@@ -390,11 +431,11 @@ class TabPyViews:
         if not self.host.allow_deploy:
             raise TabPyAnswer(404, EVALUATE_DISABLED)
         functions = self._functions()
-        raw = read_body(request, self.host.max_body_bytes)
+        raw = _read(request, MAX_REQUEST_BYTES)
         try:
-            body = json.loads(raw)
+            body = _loads(raw)
         except ValueError as exc:
-            raise TabPyAnswer(500, "Error processing script", f"JSONDecodeError : {exc}") from None
+            raise TabPyAnswer(500, "Error processing script", f"{type(exc).__name__} : {exc}") from None
         if not isinstance(body, dict) or "script" not in body:
             raise TabPyAnswer(400, "Script is empty.")
         data = body.get("data")
@@ -431,6 +472,15 @@ class TabPyViews:
             raise TabPyAnswer(500, "Error processing script", info) from None
         request.environ["lambdapool.call"] = result.api_context
         return tabpy_response(result.result)
+
+
+#: How long a deploy's answer waits for the function to load (TabPy's client then polls /status).
+LOAD_WAIT_S = 30.0
+
+
+def _wait_loaded(loaded: Loaded) -> None:
+    if loaded.runtime is not None:
+        loaded.runtime.wait_loaded(LOAD_WAIT_S)
 
 
 def _deployed_from(body: dict[str, Any], name: str, version: int, previous: Deployed | None) -> Deployed:

@@ -111,7 +111,9 @@ class TabPyFunctions:
     # -- lifecycle ------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Load every function the state directory keeps (each version as it was last deployed)."""
+        """Load every function the state directory keeps (each version as it was last deployed); what clients
+        staged and never registered is removed."""
+        self.store.clear_staged()
         for deployed in self.store.all().values():
             self._install(deployed)
 
@@ -163,20 +165,17 @@ class TabPyFunctions:
 
     # -- changes --------------------------------------------------------------------------------------
 
-    def deploy(self, deployed: Deployed, archive: Path, *, wait_s: float = 30.0) -> Loaded:
-        """Keep ``deployed`` with a copy of its pickle and serve it (its previous version is retired), then wait
-        up to ``wait_s`` for it to load (as TabPy answers a deploy once loading ended); raises ``ValueError``
-        when its endpoint id is another function's."""
+    def deploy(self, deployed: Deployed, archive: Path) -> Loaded:
+        """Keep ``deployed`` with a copy of its pickle and serve it (its previous version is retired); its
+        runtime's :meth:`~EndpointRuntime.wait_loaded` tells when it loaded. Raises ``ValueError`` when its
+        endpoint id is another function's."""
         endpoint_id = endpoint_id_of(deployed.name)
         with self._lock:
             for name in self._loaded:
                 if name != deployed.name and endpoint_id_of(name) == endpoint_id:
                     raise ValueError(f"endpoint {deployed.name!r} would be served as {endpoint_id}, as {name!r} is")
         self.store.put(deployed, archive)
-        entry = self._install(deployed)
-        if entry.runtime is not None:
-            entry.runtime.wait_loaded(wait_s)
-        return entry
+        return self._install(deployed)
 
     def update(self, deployed: Deployed) -> Loaded:
         """Change a function's record, not its version (its pool goes on serving)."""
@@ -195,7 +194,9 @@ class TabPyFunctions:
             endpoints.pop(endpoint_id_of(name), None)
             self.service.endpoints = endpoints
         if entry is not None and entry.runtime is not None:
-            self._retire(entry.runtime, None)
+            self._retire(entry.runtime, entry.deployed)
+        elif entry is not None:
+            self.store.discard(name, entry.deployed.version)
         return removed is not None or entry is not None
 
     def _install(self, deployed: Deployed) -> Loaded:
@@ -209,14 +210,20 @@ class TabPyFunctions:
             runtime = self._runtime_for(spec, PipelineMode.TABPY, archive, {})
             entry = Loaded(deployed, runtime)
         with self._lock:
-            previous = self._loaded.get(deployed.name)
-            self._loaded[deployed.name] = entry
-            endpoints = dict(self.service.endpoints)  # copied, never changed in place: readers iterate theirs
+            stopped = self._stopping.is_set()  # closing: nothing new is served (close() has its list)
+            if not stopped:
+                previous = self._loaded.get(deployed.name)
+                self._loaded[deployed.name] = entry
+                endpoints = dict(self.service.endpoints)  # copied, never changed in place: readers iterate theirs
+                if runtime is not None:
+                    endpoints[runtime.spec.endpoint_id] = runtime
+                else:
+                    endpoints.pop(endpoint_id_of(deployed.name), None)
+                self.service.endpoints = endpoints
+        if stopped:
             if runtime is not None:
-                endpoints[runtime.spec.endpoint_id] = runtime
-            else:
-                endpoints.pop(endpoint_id_of(deployed.name), None)
-            self.service.endpoints = endpoints
+                runtime.close()
+            return entry
         if runtime is not None:
             runtime.load()
         if previous is not None and previous.runtime is not None:
