@@ -25,6 +25,20 @@ def hash_password(username: str, password: str) -> str:
     return binascii.hexlify(digest).decode()
 
 
+def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """The user name and password of an HTTP Basic ``Authorization`` header (split at the first ``:``), or
+    ``None`` if it holds none."""
+    scheme, _, encoded = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, colon, password = decoded.partition(":")
+    return (username, password) if colon else None
+
+
 class PasswordFile:
     """The users of a TabPy password file; :meth:`check` verifies an ``Authorization`` header."""
 
@@ -70,16 +84,10 @@ class PasswordFile:
         with self._lock:
             if key in self._verified:
                 return True
-        scheme, _, encoded = authorization.strip().partition(" ")
-        if scheme.lower() != "basic":
+        credentials = basic_credentials(authorization)
+        if credentials is None:
             return False
-        try:
-            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        username, colon, password = decoded.partition(":")
-        if not colon:
-            return False
+        username, password = credentials
         expected = self._credentials.get(username.lower())
         computed = hash_password(username, password)  # also for unknown users: no timing tells which exist
         if expected is None or not hmac.compare_digest(computed, expected):

@@ -20,8 +20,6 @@ client works unchanged. Where lambdapool differs, on purpose:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import hmac
 import json
@@ -42,7 +40,7 @@ from ._calls import Superseded
 from ._requests import read_body
 from ._runtime import EndpointRuntime
 from ._tabpy import ARCHIVE_NAME, MAX_ARCHIVE_BYTES, Deployed, check_name
-from ._tabpy_auth import PasswordFile
+from ._tabpy_auth import PasswordFile, basic_credentials
 from ._tabpy_pipeline import ARGS_KEY, TOKEN_HEADER
 from ._tabpy_service import LOAD_FAILED, Loaded, TabPyFunctions
 
@@ -89,18 +87,6 @@ def tabpy_response(body: Any, status: int = 200, headers: dict[str, str] | None 
     """``body`` as TabPy answers JSON (bytes as they are)."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return Response(data, status=status, headers=headers, content_type="application/json")
-
-
-def _parseable_basic(authorization: str) -> bool:
-    """Whether a header holds Basic credentials (what makes a server without a password file answer 406)."""
-    scheme, _, encoded = authorization.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    return ":" in decoded
 
 
 def _loads(raw: bytes) -> Any:
@@ -193,7 +179,7 @@ class TabPyViews:
                 return
         passwords = self.host.passwords
         if passwords is None:
-            if authorization and _parseable_basic(authorization):
+            if basic_credentials(authorization) is not None:  # what makes TabPy answer 406
                 raise TabPyAnswer(
                     406,
                     "Username or password provided when authentication not available.",
