@@ -3,9 +3,10 @@ lambdapool emulator, at 1 and 8 concurrent clients; plus the emulator's cold sta
 
     python benchmarks/bench_endpoints.py [--seconds 5]
 
-Each server runs in its own process; each concurrent client is its own process with one keep-alive
-connection, so the client side is the same for every server. Not run by CI: the figures depend on the
-machine. Prints a table with the ratios the targets are stated in.
+Each server runs in its own process; ``wrk`` (a C client, installed if missing) loads it with 1, 8 and 64
+connections, kept alive or closed after each request (``Connection: close``, as curl and the Dataiku client
+do). Not run by CI: the figures depend on the machine. Prints a table with the ratios the targets are
+stated in.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import multiprocessing
 import os
 import shutil
 import signal
@@ -25,6 +25,9 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _wrk import Load, ensure_wrk, run_wrk
 
 HERE = Path(__file__).resolve().parent
 APP = HERE / "app"
@@ -70,46 +73,8 @@ def wait_ready(port: int, timeout_s: float = 60) -> None:
     raise RuntimeError(f"server on {port} never answered")
 
 
-def client(port: int, seconds: float, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    latencies: list[float] = []
-    errors = 0
-    end = time.perf_counter() + seconds
-    headers = {"Content-Type": "application/json"}
-    while (now := time.perf_counter()) < end:
-        try:
-            connection.request("POST", PATH, body=BODY, headers=headers)
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                errors += 1
-            if response.getheader("Connection", "").lower() == "close" or response.version == 10:
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        except OSError:
-            errors += 1
-            connection.close()
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        latencies.append(time.perf_counter() - now)
-    queue.put((latencies, errors))
-
-
-def load(port: int, concurrency: int, seconds: float) -> dict[str, float]:
-    queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-    workers = [multiprocessing.Process(target=client, args=(port, seconds, queue)) for _ in range(concurrency)]
-    for worker in workers:
-        worker.start()
-    results = [queue.get() for _ in workers]
-    for worker in workers:
-        worker.join()
-    latencies = sorted(latency for result in results for latency in result[0])
-    errors = sum(result[1] for result in results)
-    return {
-        "rps": len(latencies) / seconds,
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-        "errors": errors,
-    }
+def load(port: int, concurrency: int, seconds: float, close: bool) -> Load:
+    return run_wrk(f"http://127.0.0.1:{port}{PATH}", concurrency, seconds, BODY, close=close)
 
 
 def start_server(kind: str, port: int) -> subprocess.Popen[bytes]:
@@ -122,21 +87,26 @@ def start_server(kind: str, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "lambdapool.cli", "local", str(APP), "--port", str(port)], **quiet)
 
 
-def bench_servers(seconds: float, rounds: int) -> dict[tuple[str, int], dict[str, float]]:
-    """All three servers run side by side; each round loads each in turn, so that a slow moment of the
-    machine hits all of them alike. Reports, per server and concurrency, the round with the median req/s."""
-    kinds = ("werkzeug", "chalice local", "lambdapool")
+CONCURRENCIES = (1, 8, 64)
+MODES = ("keep-alive", "close")
+
+
+def bench_servers(seconds: float, rounds: int, kinds: tuple[str, ...]) -> dict[tuple[str, int, str], Load]:
+    """The servers run side by side; each round loads each in turn, so that a slow moment of the machine
+    hits all of them alike. Reports, per server, concurrency and connection mode, the median round."""
     ports = {kind: free_port() for kind in kinds}
     servers = {kind: start_server(kind, ports[kind]) for kind in kinds}
-    samples: dict[tuple[str, int], list[dict[str, float]]] = {}
+    samples: dict[tuple[str, int, str], list[Load]] = {}
     try:
         for kind in kinds:
             wait_ready(ports[kind])
-            load(ports[kind], 8, min(1.0, seconds))  # warm-up
+            load(ports[kind], 8, 1, close=False)  # warm-up
         for _ in range(rounds):
-            for concurrency in (1, 8):
-                for kind in kinds:
-                    samples.setdefault((kind, concurrency), []).append(load(ports[kind], concurrency, seconds))
+            for concurrency in CONCURRENCIES:
+                for mode in MODES:
+                    for kind in kinds:
+                        run = load(ports[kind], concurrency, seconds, close=mode == "close")
+                        samples.setdefault((kind, concurrency, mode), []).append(run)
     finally:
         for server in servers.values():
             server.send_signal(signal.SIGINT)
@@ -144,7 +114,7 @@ def bench_servers(seconds: float, rounds: int) -> dict[tuple[str, int], dict[str
                 server.wait(30)
             except subprocess.TimeoutExpired:
                 server.kill()
-    return {key: sorted(runs, key=lambda run: run["rps"])[len(runs) // 2] for key, runs in samples.items()}
+    return {key: sorted(runs, key=lambda run: run.rps)[len(runs) // 2] for key, runs in samples.items()}
 
 
 def uss_bytes(pid: int) -> int:
@@ -191,27 +161,34 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="load duration per server and concurrency")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median round is shown")
     parser.add_argument("--cold-samples", type=int, default=100)
+    parser.add_argument("--no-chalice", action="store_true", help="leave out chalice local (the slowest)")
     args = parser.parse_args()
+    ensure_wrk()
     print(
-        f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.seconds:g} s per run, "
+        f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, wrk, {args.seconds:g} s per run, "
         f"median of {args.rounds} interleaved rounds\n"
     )
-    results = bench_servers(args.seconds, args.rounds)
-    print(f"{'server':<15}{'clients':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for (kind, concurrency), figures in results.items():
+    kinds = ("werkzeug", "lambdapool") if args.no_chalice else ("werkzeug", "chalice local", "lambdapool")
+    results = bench_servers(args.seconds, args.rounds, kinds)
+    print(f"{'server':<15}{'clients':>8}{'connection':>12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for (kind, concurrency, mode), figures in sorted(results.items(), key=lambda item: (item[0][2], item[0][1])):
         print(
-            f"{kind:<15}{concurrency:>8}{figures['rps']:>10.0f}{figures['p50_ms']:>9.2f}"
-            f"{figures['p99_ms']:>9.2f}{figures['errors']:>8.0f}"
+            f"{kind:<15}{concurrency:>8}{mode:>12}{figures.rps:>10.0f}{figures.p50_ms:>9.2f}"
+            f"{figures.p99_ms:>9.2f}{figures.errors:>8d}"
         )
-    ours = {c: results[("lambdapool", c)]["rps"] for c in (1, 8)}
     print()
-    for concurrency in (1, 8):
-        versus_werkzeug = ours[concurrency] / results[("werkzeug", concurrency)]["rps"]
-        versus_chalice = ours[concurrency] / results[("chalice local", concurrency)]["rps"]
-        print(
-            f"{concurrency} client(s): lambdapool / werkzeug = {versus_werkzeug:.2f}x, "
-            f"lambdapool / chalice local = {versus_chalice:.1f}x"
-        )
+    for mode in MODES:
+        for concurrency in CONCURRENCIES:
+            ours = results[("lambdapool", concurrency, mode)]
+            bare = results[("werkzeug", concurrency, mode)]
+            line = (
+                f"{mode:>10}, {concurrency:>2} client(s): lambdapool / werkzeug = {ours.rps / bare.rps:.2f}x req/s, "
+                f"p99 {ours.p99_ms / bare.p99_ms:.2f}x"
+            )
+            if "chalice local" in kinds:
+                chalice = results[("chalice local", concurrency, mode)]
+                line += f", lambdapool / chalice local = {ours.rps / chalice.rps:.1f}x"
+            print(line)
     cold = bench_cold_start(args.cold_samples)
     print(
         f"\ncold start (new pipeline to first result, trivial app, {args.cold_samples} samples): "
