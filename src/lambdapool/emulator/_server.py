@@ -10,6 +10,12 @@
   kept-alive connection may idle only so long; one reaper thread enforces the deadlines of every connection.
 - **Connections are capped**: past ``max_connections`` a new connection is answered 503 ``Overloaded`` with
   ``Retry-After`` at once; the listen backlog is deep enough that a burst is queued, not reset.
+- **Connections are kept alive** (HTTP/1.1's default; HTTP/1.0 with ``Connection: keep-alive``), which
+  Werkzeug's own server never does: a response always carries its ``Content-Length``; what is left of a
+  request's body that the view did not read is drained (up to :data:`KEEP_ALIVE_DRAIN_BYTES`, else the
+  connection is closed) so that the next request starts where this one ended; requests a client pipelined
+  are served in order from the connection's buffer; a client that half-closes gets its answer, then the
+  connection ends; an idle connection is closed after ``idle_timeout_s``.
 
 Every connection thread, the reaper and the rejections are owned by :class:`EmulatorServer` and ended by
 :meth:`EmulatorServer.close_connections`.
@@ -26,9 +32,11 @@ import socket
 import threading
 import time
 from http import HTTPStatus
-from typing import Any
+from typing import IO, Any, cast
 
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.wsgi import LimitedStream
 
 from .._errors import BadRequest, LambdapoolError, Overloaded
 
@@ -43,6 +51,10 @@ _CHUNK_SIZE_LINE_BYTES = 1024
 _HEX = frozenset("0123456789abcdefABCDEF")
 #: A header line: a token, a colon (no space before it), a value.
 _HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*\r?\n")
+#: The most of a body a view left unread that is drained to keep the connection (beyond, it is closed).
+KEEP_ALIVE_DRAIN_BYTES = 2**20
+#: Response headers the server sets itself.
+_FRAMING_HEADERS = frozenset({"connection", "content-length", "transfer-encoding", "keep-alive"})
 
 
 def default_max_connections() -> int:
@@ -175,6 +187,10 @@ class EmulatorRequestHandler(WSGIRequestHandler):
     protocol_version = "HTTP/1.1"
     server: EmulatorServer
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # answers go out as written
+
     def handle_one_request(self) -> None:
         deadlines, limits = self.server.deadlines, self.server.limits
         self._answered = False
@@ -260,7 +276,81 @@ class EmulatorRequestHandler(WSGIRequestHandler):
         environ: dict[str, Any] = super().make_environ()
         if environ.get("wsgi.input_terminated"):  # chunked: our strict reader, not Werkzeug's DechunkedInput
             environ["wsgi.input"] = ChunkedBody(self.rfile)
+        else:  # exactly the body, so that what follows it on the connection is the next request
+            length = environ.get("CONTENT_LENGTH", "").strip()
+            environ["wsgi.input"] = LimitedStream(cast(IO[bytes], self.rfile), int(length) if length else 0)
+            environ["wsgi.input_terminated"] = True
         return environ
+
+    def run_wsgi(self) -> None:
+        """Run the application and answer, keeping the connection unless the client or the request's framing
+        says otherwise (see the module docstring). The response is sent whole, with its length."""
+        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.environ = environ = self.make_environ()
+        answer: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer[:] = [status, headers]  # nothing is sent before the application returns: it may start again
+            return chunks.append
+
+        chunks: list[bytes] = []
+        try:
+            iterable = self.server.app(environ, start_response)
+            try:
+                chunks.extend(iterable)
+            finally:
+                closing = getattr(iterable, "close", None)
+                if closing is not None:
+                    closing()
+        except Exception:
+            log.exception("internal error answering %s %s", self.command, self.path)
+            self.send_json_error(LambdapoolError("the emulator failed", "see its log"))
+            return
+        status, headers = answer
+        code_text, _, reason = status.partition(" ")
+        code = int(code_text)
+        body = b"".join(chunks)
+        keep = not self.close_connection and self._drained(environ["wsgi.input"])
+        try:
+            self.send_response(code, reason)
+            for name, value in headers:
+                if name.lower() not in _FRAMING_HEADERS:
+                    self.send_header(name, value)
+            if not (100 <= code < 200 or code in (204, 304)):
+                declared = next((v for n, v in headers if n.lower() == "content-length"), None)
+                self.send_header("Content-Length", declared if self.command == "HEAD" and declared else str(len(body)))
+            if not keep:
+                self.send_header("Connection", "close")
+            elif self.request_version == "HTTP/1.0":
+                self.send_header("Connection", "keep-alive")
+            self._headers_buffer.append(b"\r\n")  # end_headers(), and the body in the same write (one segment:
+            if self.command != "HEAD":  # a second small one would wait for the client's delayed ACK)
+                self._headers_buffer.append(body)
+            self.flush_headers()
+            self.wfile.flush()
+        except OSError:  # the client left
+            keep = False
+        self.close_connection = not keep
+
+    def _drained(self, stream: Any) -> bool:
+        """Whether the request's body has been read to its end, draining what the view left (within
+        :data:`KEEP_ALIVE_DRAIN_BYTES`): only then can the connection carry another request."""
+        try:
+            if isinstance(stream, LimitedStream):
+                if stream.limit - stream._pos > KEEP_ALIVE_DRAIN_BYTES:
+                    return False
+                stream.exhaust()
+                return bool(stream.is_exhausted)
+            left = KEEP_ALIVE_DRAIN_BYTES
+            while left > 0:
+                data = stream.read(min(left, 65536))
+                if not data:
+                    return True
+                left -= len(data)
+            return bool(stream.read(1) == b"")
+        except (OSError, EOFError, ValueError, LambdapoolError, ClientDisconnected):
+            return False
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The standard library's protocol errors, as JSON error bodies."""
