@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable
 
 import pytest
 
-from lambdapool.emulator._server import KEEP_ALIVE_DRAIN_BYTES, ConnectionLimits
+from lambdapool.emulator._server import KEEP_ALIVE_DRAIN_BYTES, MAX_SPARE_WORKERS, ConnectionLimits
 
 from ..robustness.rawhttp import Answer, parse_answers
 from .conftest import APPS, Client
@@ -126,3 +127,20 @@ def test_a_kept_alive_connection_is_closed_after_the_idle_timeout(start_emulator
         assert echoed(answer) == 1
         connection.settimeout(30)
         assert connection.recv(65536) == b""  # the server ended the idle connection
+
+
+def workers() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "lambdapool-http-worker"]
+
+
+def test_connections_reuse_a_few_worker_threads_which_end_with_the_server(
+    start_emulator: Callable[..., Client],
+) -> None:
+    others = set(workers())  # of servers other tests may still run
+    client = start_emulator(APPS / "behaviours")
+    for number in range(30):  # one connection each
+        answers, _ = parse_answers(exchange(client, run(number, extra=b"Connection: close\r\n")))
+        assert echoed(answers[0]) == number
+    assert 1 <= len(set(workers()) - others) <= MAX_SPARE_WORKERS
+    client.emulator.close()
+    assert set(workers()) - others == set()

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from lambdapool.emulator._server import MAX_SPARE_WORKERS
+
 from .harness import EmulatorProcess
 from .rawhttp import exchange, send_and_abandon
 
@@ -227,16 +229,19 @@ def test_faults_leave_no_descriptors_threads_or_processes_behind(behaviours: Emu
         history.append(now)
         return (
             now["fds"] <= before["fds"]
-            and now["threads"] <= before["threads"]
+            # the HTTP server keeps a bounded number of idle workers for the next connections (not a leak)
+            and now["threads"] <= before["threads"] + MAX_SPARE_WORKERS
             and now["processes"] == before["processes"]
             and now["zombies"] == 0
         )
 
     deadline = time.monotonic() + 20
-    while not back_to_baseline() and time.monotonic() < deadline:
+    settled = 0  # consecutive readings at the baseline: a pipeline being replaced is a moment's difference
+    while settled < 2 and time.monotonic() < deadline:
+        settled = settled + 1 if back_to_baseline() else 0
         time.sleep(0.1)
     after = history[-1]
-    assert back_to_baseline(), (
+    assert settled >= 2, (
         f"after {sent} faulty calls the emulator holds {after} (before: {before}); "
         f"its descriptors {emulator.fd_targets()} (before: {fds_before}); "
         f"pools before {pools_before}, after {pools_after}; last readings {history[-5:]}"

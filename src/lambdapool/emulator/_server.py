@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import queue
 import re
 import resource
 import socket
@@ -53,6 +54,9 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*\r?\n")
 #: The most of a body a view left unread that is drained to keep the connection (beyond, it is closed).
 KEEP_ALIVE_DRAIN_BYTES = 2**20
+#: How long a worker thread waits for another connection before it ends, and how many may wait at most.
+WORKER_IDLE_S = 30.0
+MAX_SPARE_WORKERS = 8
 #: Response headers the server sets itself.
 _FRAMING_HEADERS = frozenset({"connection", "content-length", "transfer-encoding", "keep-alive"})
 
@@ -387,7 +391,13 @@ class EmulatorRequestHandler(WSGIRequestHandler):
 
 
 class EmulatorServer(ThreadedWSGIServer):
-    """The threaded WSGI server with the guarantees in this module's docstring."""
+    """The threaded WSGI server with the guarantees in this module's docstring.
+
+    Connections are served by worker threads that stay for the next connection (for ``WORKER_IDLE_S``, at most
+    ``MAX_SPARE_WORKERS`` of them idle): the
+    accepting thread hands a connection to an idle worker without waiting, where starting a thread per
+    connection made it wait for the new thread to run (a GIL hand-off, on every connection).
+    """
 
     request_queue_size = LISTEN_BACKLOG
     daemon_threads = True  # owned all the same: close_connections() ends and joins them
@@ -396,7 +406,11 @@ class EmulatorServer(ThreadedWSGIServer):
         self.limits = limits or ConnectionLimits()
         self.deadlines = _Deadlines()
         self._lock = threading.Lock()
-        self._connection_threads: set[threading.Thread] = set()
+        self._connection_threads: set[threading.Thread] = set()  # workers and rejecting threads
+        self._jobs: queue.SimpleQueue[tuple[socket.socket, Any] | None] = queue.SimpleQueue()
+        self._idle_workers = 0  # workers waiting on _jobs, less the jobs queued for them
+        self._serving = 0  # connections being served
+        self._rejecting = 0  # connections being answered 503
         self._closing = False
         try:
             super().__init__(host, port, app, handler=EmulatorRequestHandler)
@@ -406,19 +420,49 @@ class EmulatorServer(ThreadedWSGIServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
-            over = len(self._connection_threads) >= self.limits.max_connections or self._closing
-            thread = threading.Thread(
-                target=self._reject if over else self._serve,
-                args=(request, client_address),
-                name="lambdapool-http-reject" if over else "lambdapool-http-connection",
-                daemon=True,
-            )
-            if not over or len(self._connection_threads) < 2 * self.limits.max_connections:
-                self._connection_threads.add(thread)
-            else:  # a flood: not even a thread to answer it
-                self.shutdown_request(request)
-                return
+            if self._serving >= self.limits.max_connections or self._closing:
+                if self._serving + self._rejecting >= 2 * self.limits.max_connections:
+                    self.shutdown_request(request)  # a flood: not even a thread to answer it
+                    return
+                self._rejecting += 1
+                thread = threading.Thread(
+                    target=self._reject, args=(request, client_address), name="lambdapool-http-reject", daemon=True
+                )
+            else:
+                self._serving += 1
+                if self._idle_workers:
+                    self._idle_workers -= 1
+                    self._jobs.put((request, client_address))
+                    return
+                thread = threading.Thread(
+                    target=self._work, args=(request, client_address), name="lambdapool-http-worker", daemon=True
+                )
+            self._connection_threads.add(thread)
         thread.start()
+
+    def _work(self, request: socket.socket, client_address: Any) -> None:
+        """Serve connections: this one, then those handed over while idle, until idle for ``WORKER_IDLE_S``
+        or the server closes."""
+        job: tuple[socket.socket, Any] | None = (request, client_address)
+        try:
+            while job is not None:
+                self._serve(*job)
+                with self._lock:
+                    if self._closing or self._idle_workers >= MAX_SPARE_WORKERS:
+                        return
+                    self._idle_workers += 1
+                try:
+                    job = self._jobs.get(timeout=WORKER_IDLE_S)
+                except queue.Empty:
+                    with self._lock:  # a job queued as the wait ended was counted on this worker: take it
+                        try:
+                            job = self._jobs.get_nowait()
+                        except queue.Empty:
+                            self._idle_workers -= 1
+                            job = None
+        finally:
+            with self._lock:
+                self._connection_threads.discard(threading.current_thread())
 
     def _serve(self, request: socket.socket, client_address: Any) -> None:
         try:
@@ -426,7 +470,10 @@ class EmulatorServer(ThreadedWSGIServer):
         except Exception:
             self.handle_error(request, client_address)
         finally:
-            self._done(request)
+            self.deadlines.forget(request)
+            self.shutdown_request(request)
+            with self._lock:
+                self._serving -= 1
 
     def _reject(self, request: socket.socket, client_address: Any) -> None:
         """Answer 503 ``Overloaded`` without reading the request (a little of it is drained, so that closing
@@ -446,23 +493,23 @@ class EmulatorServer(ThreadedWSGIServer):
         except OSError:
             pass
         finally:
-            self._done(request)
-
-    def _done(self, request: socket.socket) -> None:
-        self.deadlines.forget(request)
-        self.shutdown_request(request)
-        with self._lock:
-            self._connection_threads.discard(threading.current_thread())
+            self.shutdown_request(request)
+            with self._lock:
+                self._rejecting -= 1
+                self._connection_threads.discard(threading.current_thread())
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("error serving a connection from %s", client_address)
 
     def close_connections(self, timeout_s: float = 10.0) -> None:
         """Stop accepting into new threads, end every connection (a request still running finishes its
-        call) and join every connection thread and the reaper."""
+        call) and join every connection thread (idle workers included) and the reaper."""
         with self._lock:
             self._closing = True
             threads = list(self._connection_threads)
+            for _ in range(self._idle_workers):
+                self._jobs.put(None)  # wakes an idle worker, which ends
+            self._idle_workers = 0
         for connection in self.deadlines.connections():
             try:
                 connection.shutdown(socket.SHUT_RD)
