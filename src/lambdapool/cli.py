@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import logging.handlers
+import queue
 import signal
 import sys
 from collections.abc import Sequence
@@ -116,7 +118,7 @@ def local(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:  # a password file that cannot be used, --allow-deploy without one
         print(f"lambdapool: cannot start: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    console = _console_logging()
     # Ctrl-C and SIGTERM both stop cleanly; SIGINT is set explicitly because a shell starts background
     # jobs with it ignored, and Python keeps it ignored.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -124,8 +126,12 @@ def local(args: argparse.Namespace) -> int:
     try:
         emulator.start()
     except (AppLoadError, ValueError, OSError) as exc:
+        console.stop()  # what start-up logged comes first
         print(f"lambdapool: cannot start: {exc}", file=sys.stderr)
         return 2
+    except BaseException:
+        console.stop()
+        raise
     try:
         print(_banner(emulator), flush=True)
         emulator.serve_forever()  # returns on Ctrl-C or SIGTERM (Werkzeug's loop takes the KeyboardInterrupt)
@@ -135,8 +141,23 @@ def local(args: argparse.Namespace) -> int:
         pipelines = sum(len(runtime.pipelines()) for runtime in emulator.catalog.runtimes())
         print(f"\nlambdapool: stopping: ending {pipelines} pipelines and every process they started", flush=True)
         emulator.close()
+        console.stop()  # what was logged until now is written
         print("lambdapool: stopped", flush=True)
     return 0
+
+
+def _console_logging() -> logging.handlers.QueueListener:
+    """The console log (stderr), written by a thread of its own: a request's thread only queues its access
+    line, instead of taking the stream's lock for a write (the threads serving requests queued on it)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(logging.handlers.QueueHandler(records))
+    listener = logging.handlers.QueueListener(records, handler)
+    listener.start()
+    return listener
 
 
 def _emulator_of(args: argparse.Namespace) -> Emulator:
