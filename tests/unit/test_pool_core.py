@@ -98,6 +98,25 @@ def test_pipelines_above_cruise_retire_once_nothing_is_pending_longest_idle_firs
     assert core.snapshot().idle == 2
 
 
+def test_with_a_grace_pipelines_above_cruise_stay_through_short_idle_moments() -> None:
+    core = PoolCore(Pool(floor=1, cruise=1, ceil=3, queue=4), cruise_grace_s=1.0)
+    for action in core.load():
+        core.ready(action.pipeline_id, 0.0)
+    for request in "abc":
+        for action in core.arrive(request, 0.0):
+            if isinstance(action, Start):
+                core.ready(action.pipeline_id, 0.0)
+    assert [core.done(pipeline, 0.1) for pipeline in (1, 2, 3)] == [[], [], []]  # idle for a moment only
+    assert core.tick(0.5) == []
+    assert core.arrive("d", 0.6) == [Dispatch("d", 3, cold=False)]  # a warm pipeline, no cold start
+    assert core.done(3, 0.7) == []
+    assert core.tick(1.05) == []  # 1 and 2 have been idle since 0.1: not for a whole second yet
+    core.arrive("e", 1.06)
+    assert core.tick(1.2) == []  # past their grace, but 'e' runs: the burst is not over
+    assert core.done(3, 1.3) == [Retire(1), Retire(2)]  # the longest idle first, down to cruise
+    assert core.snapshot().idle == 1
+
+
 def test_retirement_never_goes_below_floor_and_waits_for_the_queue() -> None:
     core = started_pool(Pool(floor=2, cruise=2, ceil=3, queue=1))
     core.arrive("a", 0.0)

@@ -76,6 +76,11 @@ def _drain_bound_s(runtime: EndpointRuntime) -> float:
 KEEP_WARM_S = 300.0
 
 
+#: How long a pipeline above its pool's ``cruise`` stays idle before it is retired: a burst is over when no
+#: request has come for it that long (a steady load leaves pipelines idle for moments between requests).
+CRUISE_GRACE_S = 1.0
+
+
 class Emulator:
     """Serve ``project_dir``'s function endpoints on ``host:port`` (``port=0`` picks a free port).
 
@@ -396,7 +401,12 @@ class Emulator:
             return Pipeline(label, pid, sock, tmp_dir)
 
         return EndpointRuntime(
-            spec, launch, init_limit_s=self.init_limit_s, keep_warm_s=self.keep_warm_s, freeze=self.freeze
+            spec,
+            launch,
+            init_limit_s=self.init_limit_s,
+            keep_warm_s=self.keep_warm_s,
+            cruise_grace_s=CRUISE_GRACE_S,
+            freeze=self.freeze,
         )
 
     def _cold_start_delay_ms(self, forkserver: ForkServer) -> int:
@@ -446,7 +456,12 @@ class Emulator:
             return Pipeline(label, pid, sock, tmp_dir)
 
         return EndpointRuntime(
-            spec, launch, init_limit_s=self.init_limit_s, keep_warm_s=self.keep_warm_s, freeze=self.freeze
+            spec,
+            launch,
+            init_limit_s=self.init_limit_s,
+            keep_warm_s=self.keep_warm_s,
+            cruise_grace_s=CRUISE_GRACE_S,
+            freeze=self.freeze,
         )
 
     def _describe(self, forkserver: ForkServer, project: Project) -> ProjectDescription:

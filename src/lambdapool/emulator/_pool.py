@@ -10,9 +10,11 @@ process layer must carry out. The rules are Dataiku's pool semantics:
   start);
 - else it waits in a strictly FIFO queue of at most ``queue`` requests, for at most ``timeout_ms``;
   otherwise it is rejected (``QueueFull``; ``QueueTimeout`` once its wait runs out);
-- once no request is pending, pipelines above ``cruise`` are retired, the longest idle first; a pool that
-  scales to zero (``cruise`` 0) keeps the pipeline it used last for ``keep_warm_s``, as Lambda keeps an
-  execution environment warm a while after its last call;
+- once no request is pending, pipelines above ``cruise`` are retired, the longest idle first, each once it
+  has been idle for ``cruise_grace_s`` (the burst is over: a steady load whose requests leave the pool idle
+  for a moment between them keeps its pipelines, instead of retiring and cold-starting them again and
+  again); a pool that scales to zero (``cruise`` 0) keeps the pipeline it used last for ``keep_warm_s``, as
+  Lambda keeps an execution environment warm a while after its last call;
 - a pipeline that dies is replaced while requests wait or fewer than ``cruise`` remain.
 """
 
@@ -103,9 +105,10 @@ class PoolCore:
     Times are seconds from any monotonic clock, passed in as ``now``.
     """
 
-    def __init__(self, pool: Pool, keep_warm_s: float = 0.0):
+    def __init__(self, pool: Pool, keep_warm_s: float = 0.0, cruise_grace_s: float = 0.0):
         self.pool = pool
         self.keep_warm_s = keep_warm_s
+        self.cruise_grace_s = cruise_grace_s
         self._pipelines: dict[int, _Pipeline] = {}
         self._idle: list[int] = []  # a stack: the most recently used idle pipeline is last
         self._queue: deque[tuple[RequestId, float]] = deque()  # (request, deadline)
@@ -225,8 +228,10 @@ class PoolCore:
         return actions + self._retire_excess(now)
 
     def tick(self, now: float) -> list[Action]:
-        """Time passed: a scale-to-zero pool's warm pipeline is retired once idle for ``keep_warm_s``."""
-        return self._retire_excess(now) if self.pool.cruise == 0 and self.keep_warm_s > 0 else []
+        """Time passed: pipelines above ``cruise`` idle for ``cruise_grace_s`` are retired, and a scale-to-zero
+        pool's warm pipeline once idle for ``keep_warm_s``."""
+        timed = self.cruise_grace_s > 0 or (self.pool.cruise == 0 and self.keep_warm_s > 0)
+        return self._retire_excess(now) if timed and len(self._pipelines) > self.pool.cruise else []
 
     def expire(self, now: float) -> list[Action]:
         """Reject queued requests whose ``timeout_ms`` has run out."""
@@ -271,7 +276,10 @@ class PoolCore:
         excess = len(self._pipelines) - kept
         actions: list[Action] = []
         while excess > 0 and self._idle:
-            pipeline_id = self._idle.pop(0)  # the longest idle
+            pipeline_id = self._idle[0]  # the longest idle
+            if now - self._pipelines[pipeline_id].idle_since < self.cruise_grace_s:
+                break  # not idle for long enough yet (tick() looks again)
+            self._idle.pop(0)
             del self._pipelines[pipeline_id]
             actions.append(Retire(pipeline_id))
             excess -= 1

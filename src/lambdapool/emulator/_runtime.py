@@ -49,6 +49,7 @@ class EndpointRuntime:
         *,
         init_limit_s: float = INIT_LIMIT_S,
         keep_warm_s: float = 0.0,
+        cruise_grace_s: float = 0.0,
         freeze: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -68,7 +69,7 @@ class EndpointRuntime:
         )
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # notified whenever the pool may have room
-        self._core = PoolCore(spec.pool, keep_warm_s)
+        self._core = PoolCore(spec.pool, keep_warm_s, cruise_grace_s)
         self._tickets: dict[str, Ticket] = {}
         self._pipelines: dict[int, PipelineHandle] = {}
         self._start_errors: dict[int, LambdapoolError] = {}
