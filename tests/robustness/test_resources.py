@@ -221,7 +221,12 @@ def test_faults_leave_no_descriptors_threads_or_processes_behind(behaviours: Emu
     assert {status for status, _ in outcomes["invokes"]} == {200}, outcomes["invokes"]
     assert {status for status, _ in outcomes["events"]} == {202}, outcomes["events"]
 
-    pools_after = wait_for(lambda: pools_settled(emulator), 30, "the pools settling after the faults")
+    # settled and back to cruise (a pipeline above cruise retires once idle for CRUISE_GRACE_S)
+    pools_after = wait_for(
+        lambda: (settled := pools_settled(emulator)) == pools_before and settled,
+        30,
+        "the pools settling back to what they were before the faults",
+    )
     history: list[dict[str, int]] = []
 
     def back_to_baseline() -> bool:
