@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -400,6 +400,9 @@ class Emulator:
                 pid, sock = forkserver.spawn(config)
             return Pipeline(label, pid, sock, tmp_dir)
 
+        return self._runtime_of(spec, launch)
+
+    def _runtime_of(self, spec: EndpointSpec, launch: Callable[[int, str], Pipeline]) -> EndpointRuntime:
         return EndpointRuntime(
             spec,
             launch,
@@ -455,14 +458,7 @@ class Emulator:
                 pid, sock = forkserver.spawn(config)
             return Pipeline(label, pid, sock, tmp_dir)
 
-        return EndpointRuntime(
-            spec,
-            launch,
-            init_limit_s=self.init_limit_s,
-            keep_warm_s=self.keep_warm_s,
-            cruise_grace_s=CRUISE_GRACE_S,
-            freeze=self.freeze,
-        )
+        return self._runtime_of(spec, launch)
 
     def _describe(self, forkserver: ForkServer, project: Project) -> ProjectDescription:
         """``project``'s declarations; raises :class:`AppLoadError` for a service named as TabPy's."""
