@@ -397,26 +397,18 @@ def test_allow_deploy_needs_a_password_file(start_emulator: Callable[..., Client
         start_emulator(PROJECT, allow_deploy=True)
 
 
+def local_command(*options: str) -> list[str]:
+    """``lambdapool local`` on the test project, on a free port, without a local AWS."""
+    return [sys.executable, "-m", "lambdapool.cli", "local", str(PROJECT), "--port", "0", "--aws", "none", *options]
+
+
 def test_a_wrong_password_file_line_is_a_clear_startup_error(
     spawn: Callable[..., subprocess.Popen[str]], tmp_path: Path
 ) -> None:
     bad = tmp_path / "passwords.txt"
     bad.write_text("alice 0123abcd\nbob has two spaces\n")
     process = spawn(
-        [
-            sys.executable,
-            "-m",
-            "lambdapool.cli",
-            "local",
-            str(PROJECT),
-            "--port",
-            "0",
-            "--aws",
-            "none",
-            "--allow-deploy",
-            "--pwd-file",
-            str(bad),
-        ],
+        local_command("--allow-deploy", "--pwd-file", str(bad)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -430,23 +422,9 @@ def test_lambdapool_local_serves_tabpy_with_a_tabpy_user_file(
     spawn: Callable[..., subprocess.Popen[str]], pwd_file: Path, tmp_path: Path
 ) -> None:
     process = spawn(
-        [
-            sys.executable,
-            "-m",
-            "lambdapool.cli",
-            "local",
-            str(PROJECT),
-            "--port",
-            "0",
-            "--aws",
-            "none",
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--fast-cold-starts",
-            "--allow-deploy",
-            "--pwd-file",
-            str(pwd_file),
-        ],
+        local_command(
+            "--state-dir", str(tmp_path / "state"), "--fast-cold-starts", "--allow-deploy", "--pwd-file", str(pwd_file)
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

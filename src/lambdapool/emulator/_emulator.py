@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +201,6 @@ class Emulator:
                 self.state_dir,
                 self._runtime_for_tabpy,
                 passwords=self.passwords,
-                allow_deploy=self.allow_deploy,
             )
             self.catalog = self._catalog_for(self._describe(self._forkserver, self.project))
             for runtime in self.catalog.app_runtimes():
@@ -387,7 +386,12 @@ class Emulator:
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _runtime_for(self, spec: EndpointSpec) -> EndpointRuntime:
+    def _runtime_for(
+        self, spec: EndpointSpec, environment: dict[str, str] | None = None, **replaced: Any
+    ) -> EndpointRuntime:
+        """A runtime whose pipelines serve ``spec`` (their configuration: the project's for it, with
+        ``environment`` added and the ``replaced`` fields of :class:`PipelineConfig` replaced)."""
+
         def launch(pool_id: int, label: str) -> Pipeline:
             forkserver = self._forkserver
             if forkserver is None:
@@ -395,14 +399,17 @@ class Emulator:
             assert self._tmp_root is not None
             with new_tmp_dir(self._tmp_root, label) as tmp_dir:  # Lambda's /tmp: private, empty at first
                 config = self.project.pipeline_config(
-                    spec, label, self.aws.environment(), self._cold_start_delay_ms(forkserver), tmp_dir=tmp_dir
+                    spec,
+                    label,
+                    {**self.aws.environment(), **(environment or {})},
+                    self._cold_start_delay_ms(forkserver),
+                    tmp_dir=tmp_dir,
                 )
+                if replaced:
+                    config = dataclasses.replace(config, **replaced)
                 pid, sock = forkserver.spawn(config)
             return Pipeline(label, pid, sock, tmp_dir)
 
-        return self._runtime_of(spec, launch)
-
-    def _runtime_of(self, spec: EndpointSpec, launch: Callable[[int, str], Pipeline]) -> EndpointRuntime:
         return EndpointRuntime(
             spec,
             launch,
@@ -440,25 +447,7 @@ class Emulator:
     ) -> EndpointRuntime:
         """A runtime whose pipelines run a function deployed with TabPy's client (the pickle ``archive``) or
         ``/evaluate``'s scripts, not the app's code (see :mod:`._tabpy_pipeline`)."""
-
-        def launch(pool_id: int, label: str) -> Pipeline:
-            forkserver = self._forkserver
-            if forkserver is None:
-                raise RuntimeError("the emulator is stopped")
-            assert self._tmp_root is not None
-            with new_tmp_dir(self._tmp_root, label) as tmp_dir:
-                config = self.project.pipeline_config(
-                    spec,
-                    label,
-                    {**self.aws.environment(), **environment},
-                    self._cold_start_delay_ms(forkserver),
-                    tmp_dir=tmp_dir,
-                )
-                config = dataclasses.replace(config, mode=mode, tabpy_archive=archive, code_dir="")
-                pid, sock = forkserver.spawn(config)
-            return Pipeline(label, pid, sock, tmp_dir)
-
-        return self._runtime_of(spec, launch)
+        return self._runtime_for(spec, environment, mode=mode, tabpy_archive=archive, code_dir="")
 
     def _describe(self, forkserver: ForkServer, project: Project) -> ProjectDescription:
         """``project``'s declarations; raises :class:`AppLoadError` for a service named as TabPy's."""

@@ -30,7 +30,7 @@ import urllib.parse
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from werkzeug.wrappers import Request, Response
 
@@ -403,10 +403,9 @@ class TabPyViews:
             )
             return tabpy_response(answer)
         self._query_failed(name, f"There is no query object associated to the endpoint: {name}")
-        raise AssertionError("unreachable")
 
     @staticmethod
-    def _query_failed(name: str, error: str) -> None:
+    def _query_failed(name: str, error: str) -> NoReturn:
         raise TabPyAnswer(
             500, f"Error querying function '{name}'", {"uri": name, "error": error, "type": "QueryFailed"}
         )

@@ -92,14 +92,11 @@ class TabPyFunctions:
         runtime_for: RuntimeFactory,
         *,
         passwords: PasswordFile | None = None,
-        allow_deploy: bool = False,
         settings: TabPySettings | None = None,
     ):
         self.project_dir = project_dir
         self.settings = settings if settings is not None else TabPySettings.load(project_dir)
         self.store = TabPyStore(state_dir / "tabpy")
-        self.passwords = passwords
-        self.allow_deploy = allow_deploy
         self._runtime_for = runtime_for
         self._lock = threading.Lock()
         self._loaded: dict[str, Loaded] = {}
@@ -143,10 +140,6 @@ class TabPyFunctions:
     def get(self, name: str) -> Loaded | None:
         with self._lock:
             return self._loaded.get(name)
-
-    def names(self) -> list[str]:
-        with self._lock:
-            return list(self._loaded)
 
     def status(self) -> dict[str, Any]:
         """TabPy's ``/status``: each function's version, type, load status and last error."""
