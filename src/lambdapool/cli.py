@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
-import logging.handlers
-import queue
 import signal
 import sys
 from collections.abc import Sequence
@@ -18,6 +15,7 @@ from ._gateway import API_GATEWAY_TIMEOUT_S
 from ._triggers import TriggerKind
 from .emulator import Emulator
 from .emulator._aws import AwsMode
+from .emulator._console import log_to_console
 from .emulator._delivery import ASYNC_RETRY_DELAY_S
 from .emulator._emulator import KEEP_WARM_S
 from .emulator._server import ConnectionLimits, default_max_connections
@@ -118,7 +116,7 @@ def local(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:  # a password file that cannot be used, --allow-deploy without one
         print(f"lambdapool: cannot start: {exc}", file=sys.stderr)
         return 2
-    console = _console_logging()
+    console = log_to_console()
     # Ctrl-C and SIGTERM both stop cleanly; SIGINT is set explicitly because a shell starts background
     # jobs with it ignored, and Python keeps it ignored.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -144,20 +142,6 @@ def local(args: argparse.Namespace) -> int:
         console.stop()  # what was logged until now is written
         print("lambdapool: stopped", flush=True)
     return 0
-
-
-def _console_logging() -> logging.handlers.QueueListener:
-    """The console log (stderr), written by a thread of its own: a request's thread only queues its access
-    line, instead of taking the stream's lock for a write (the threads serving requests queued on it)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    root.addHandler(logging.handlers.QueueHandler(records))
-    listener = logging.handlers.QueueListener(records, handler)
-    listener.start()
-    return listener
 
 
 def _emulator_of(args: argparse.Namespace) -> Emulator:

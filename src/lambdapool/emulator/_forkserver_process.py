@@ -36,6 +36,20 @@ from ._project import PipelineConfig
 from ._wire import PREFIX_SIZE, decode_prefix, finish_frame, recv_exactly, send_frame
 
 _PR_SET_PDEATHSIG = 1
+_SA_NOCLDSTOP = 1
+_SA_ONSTACK = 0x08000000
+
+
+class _SigAction(ctypes.Structure):
+    """``struct sigaction`` as glibc and musl lay it out on Linux (mips, whose layout differs, is left alone:
+    see :func:`_no_stop_notifications`)."""
+
+    _fields_ = [
+        ("handler", ctypes.c_void_p),
+        ("mask", ctypes.c_ubyte * 128),
+        ("flags", ctypes.c_int),
+        ("restorer", ctypes.c_void_p),
+    ]
 
 
 def _die_with_parent() -> None:
@@ -45,6 +59,24 @@ def _die_with_parent() -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _no_stop_notifications() -> None:
+    """Ask for ``SIGCHLD`` only when a pipeline ends, not when it is stopped or continued (``SA_NOCLDSTOP``),
+    which Python's :func:`signal.signal` cannot say. The emulator freezes and thaws an idle pipeline around each
+    call (``SIGSTOP``, ``SIGCONT``): without it, each call woke this process twice for nothing. Nothing changes
+    if the handler Python installed is not recognised (its ``SA_ONSTACK`` flag not where it is expected)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        action = _SigAction()
+        if libc.sigaction(signal.SIGCHLD, None, ctypes.byref(action)) != 0 or not action.flags & _SA_ONSTACK:
+            return
+        action.flags |= _SA_NOCLDSTOP
+        libc.sigaction(signal.SIGCHLD, ctypes.byref(action), None)
     except (OSError, AttributeError):
         pass
 
@@ -109,6 +141,7 @@ def serve(control: socket.socket, preload: Sequence[str], tmp_root: str = "") ->
     os.set_blocking(wakeup_w, False)
     signal.set_wakeup_fd(wakeup_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
+    _no_stop_notifications()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.collect()
     gc.freeze()  # the preloaded objects stay frozen in pipelines too: the collector never touches their pages

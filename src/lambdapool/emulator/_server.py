@@ -24,9 +24,9 @@ Every connection thread, the reaper and the rejections are owned by :class:`Emul
 from __future__ import annotations
 
 import dataclasses
+import errno
 import io
 import logging
-import queue
 import re
 import resource
 import socket
@@ -54,8 +54,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*\r?\n")
 #: The most of a body a view left unread that is drained to keep the connection (beyond, it is closed).
 KEEP_ALIVE_DRAIN_BYTES = 2**20
-#: How long a worker thread waits for another connection before it ends, and how many may wait at most.
-WORKER_IDLE_S = 30.0
+#: How many worker threads may wait for a connection at once (beyond, a worker ends when its connection does).
 MAX_SPARE_WORKERS = 8
 #: Response headers the server sets itself.
 _FRAMING_HEADERS = frozenset({"connection", "content-length", "transfer-encoding", "keep-alive"})
@@ -393,10 +392,11 @@ class EmulatorRequestHandler(WSGIRequestHandler):
 class EmulatorServer(ThreadedWSGIServer):
     """The threaded WSGI server with the guarantees in this module's docstring.
 
-    Connections are served by worker threads that stay for the next connection (for ``WORKER_IDLE_S``, at most
-    ``MAX_SPARE_WORKERS`` of them idle): the
-    accepting thread hands a connection to an idle worker without waiting, where starting a thread per
-    connection made it wait for the new thread to run (a GIL hand-off, on every connection).
+    Connections are accepted by the threads that serve them: each worker thread waits in ``accept()`` (the
+    kernel wakes one waiter per connection), serves the connection it got, then waits again. A worker that
+    takes a connection when no other waits starts one that does, and at most ``MAX_SPARE_WORKERS`` wait at
+    once (the others end once their connection ends). Where one thread accepted and handed each connection to
+    another, every connection cost two wake-ups and a hand-off of the GIL between them.
     """
 
     request_queue_size = LISTEN_BACKLOG
@@ -406,63 +406,137 @@ class EmulatorServer(ThreadedWSGIServer):
         self.limits = limits or ConnectionLimits()
         self.deadlines = _Deadlines()
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified when a worker stops waiting in accept()
         self._connection_threads: set[threading.Thread] = set()  # workers and rejecting threads
-        self._jobs: queue.SimpleQueue[tuple[socket.socket, Any] | None] = queue.SimpleQueue()
-        self._idle_workers = 0  # workers waiting on _jobs, less the jobs queued for them
+        self._waiting = 0  # workers in accept()
         self._serving = 0  # connections being served
         self._rejecting = 0  # connections being answered 503
+        self._accepting = False  # between serve_forever() and the end of accepting
         self._closing = False
+        self._stop_serving = threading.Event()
+        self._served = threading.Event()  # serve_forever() has returned
+        self._served.set()
         try:
             super().__init__(host, port, app, handler=EmulatorRequestHandler)
         except BaseException:
             self.deadlines.stop()
             raise
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Accept and serve connections until :meth:`shutdown` or Ctrl-C (``KeyboardInterrupt`` ends it, as in
+        Werkzeug's server); then no connection is accepted any more."""
         with self._lock:
-            if self._serving >= self.limits.max_connections or self._closing:
-                if self._serving + self._rejecting >= 2 * self.limits.max_connections:
-                    self.shutdown_request(request)  # a flood: not even a thread to answer it
-                    return
-                self._rejecting += 1
-                thread = threading.Thread(
-                    target=self._reject, args=(request, client_address), name="lambdapool-http-reject", daemon=True
-                )
-            else:
-                self._serving += 1
-                if self._idle_workers:
-                    self._idle_workers -= 1
-                    self._jobs.put((request, client_address))
-                    return
-                thread = threading.Thread(
-                    target=self._work, args=(request, client_address), name="lambdapool-http-worker", daemon=True
-                )
-            self._connection_threads.add(thread)
-        thread.start()
-
-    def _work(self, request: socket.socket, client_address: Any) -> None:
-        """Serve connections: this one, then those handed over while idle, until idle for ``WORKER_IDLE_S``
-        or the server closes."""
-        job: tuple[socket.socket, Any] | None = (request, client_address)
+            if self._closing or self._accepting or self._stop_serving.is_set():
+                return
+            self._accepting = True
+            self._served.clear()
         try:
-            while job is not None:
-                self._serve(*job)
-                with self._lock:
-                    if self._closing or self._idle_workers >= MAX_SPARE_WORKERS:
-                        return
-                    self._idle_workers += 1
-                try:
-                    job = self._jobs.get(timeout=WORKER_IDLE_S)
-                except queue.Empty:
-                    with self._lock:  # a job queued as the wait ended was counted on this worker: take it
-                        try:
-                            job = self._jobs.get_nowait()
-                        except queue.Empty:
-                            self._idle_workers -= 1
-                            job = None
+            self._start_worker()
+            while not self._stop_serving.wait(poll_interval):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._stop_accepting()
+            self._served.set()
+
+    def shutdown(self) -> None:
+        """Make :meth:`serve_forever` return, and wait for it."""
+        self._stop_serving.set()
+        self._served.wait()
+
+    def server_close(self) -> None:
+        self._stop_serving.set()
+        self._stop_accepting()
+        super().server_close()
+
+    def _stop_accepting(self, timeout_s: float = 5.0) -> None:
+        """No connection is accepted from here on: the workers waiting in ``accept()`` are woken (a listening
+        socket shut down makes it fail at once) and have left it when this returns."""
+        with self._changed:
+            self._accepting = False
+            self._changed.notify_all()
+        try:
+            self.socket.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+        with self._changed:
+            self._changed.wait_for(lambda: self._waiting == 0, timeout_s)
+
+    def _start_worker(self) -> bool:
+        thread = threading.Thread(target=self._work, name="lambdapool-http-worker", daemon=True)
+        with self._lock:
+            self._connection_threads.add(thread)
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: the connections wait for a worker to be free
+            log.warning("cannot start another thread to serve connections")
+            with self._lock:
+                self._connection_threads.discard(thread)
+            return False
+        return True
+
+    def _work(self) -> None:
+        """Wait for a connection, serve it, and again, until accepting stops or enough others wait."""
+        try:
+            while self._next_connection():
+                pass
         finally:
             with self._lock:
                 self._connection_threads.discard(threading.current_thread())
+
+    def _next_connection(self) -> bool:
+        """Accept one connection and serve it (or answer it 503 past the limit); whether to go on. While as
+        many connections are served and refused as twice the limit, none is accepted: a flood waits in the
+        listen backlog for a thread to answer it, rather than be closed unanswered."""
+        limit = 2 * self.limits.max_connections
+        with self._changed:
+            self._changed.wait_for(lambda: not self._accepting or self._serving + self._rejecting < limit)
+            if not self._accepting or self._closing or self._waiting >= MAX_SPARE_WORKERS:
+                return False
+            self._waiting += 1
+        try:
+            request, client_address = self.socket.accept()
+        except OSError as error:
+            with self._changed:
+                self._waiting -= 1
+                self._changed.notify_all()
+                accepting = self._accepting
+            if accepting and error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                log.warning("cannot accept a connection: %s", error.strerror)
+                self._stop_serving.wait(0.1)  # descriptors or memory run out: not a busy loop meanwhile
+            return accepting
+        with self._changed:
+            self._waiting -= 1
+            self._changed.notify_all()
+            serve = self._serving < self.limits.max_connections and not self._closing
+            if serve:
+                self._serving += 1
+                another = self._waiting == 0 and self._accepting
+            else:
+                self._rejecting += 1
+        if not serve:
+            self._start_rejecting(request, client_address)
+        elif another:
+            self._start_worker()
+        if serve:
+            self._serve(request, client_address)
+        return True
+
+    def _start_rejecting(self, request: socket.socket, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._reject, args=(request, client_address), name="lambdapool-http-reject", daemon=True
+        )
+        with self._lock:
+            self._connection_threads.add(thread)
+        try:
+            thread.start()
+        except RuntimeError:
+            self.shutdown_request(request)
+            with self._changed:
+                self._connection_threads.discard(thread)
+                self._rejecting -= 1
+                self._changed.notify_all()
 
     def _serve(self, request: socket.socket, client_address: Any) -> None:
         try:
@@ -472,8 +546,9 @@ class EmulatorServer(ThreadedWSGIServer):
         finally:
             self.deadlines.forget(request)
             self.shutdown_request(request)
-            with self._lock:
+            with self._changed:
                 self._serving -= 1
+                self._changed.notify_all()
 
     def _reject(self, request: socket.socket, client_address: Any) -> None:
         """Answer 503 ``Overloaded`` without reading the request (a little of it is drained, so that closing
@@ -494,22 +569,23 @@ class EmulatorServer(ThreadedWSGIServer):
             pass
         finally:
             self.shutdown_request(request)
-            with self._lock:
+            with self._changed:
                 self._rejecting -= 1
+                self._changed.notify_all()
                 self._connection_threads.discard(threading.current_thread())
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("error serving a connection from %s", client_address)
 
     def close_connections(self, timeout_s: float = 10.0) -> None:
-        """Stop accepting into new threads, end every connection (a request still running finishes its
-        call) and join every connection thread (idle workers included) and the reaper."""
+        """Stop accepting, end every connection (a request still running finishes its call) and join every
+        connection thread (those waiting for a connection included) and the reaper."""
         with self._lock:
             self._closing = True
+        self._stop_serving.set()
+        self._stop_accepting()
+        with self._lock:
             threads = list(self._connection_threads)
-            for _ in range(self._idle_workers):
-                self._jobs.put(None)  # wakes an idle worker, which ends
-            self._idle_workers = 0
         for connection in self.deadlines.connections():
             try:
                 connection.shutdown(socket.SHUT_RD)
