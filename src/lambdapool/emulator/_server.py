@@ -33,6 +33,7 @@ import socket
 import threading
 import time
 from http import HTTPStatus
+from http.client import HTTPMessage
 from typing import IO, Any, cast
 
 from werkzeug.exceptions import ClientDisconnected
@@ -58,6 +59,17 @@ KEEP_ALIVE_DRAIN_BYTES = 2**20
 MAX_SPARE_WORKERS = 8
 #: Response headers the server sets itself.
 _FRAMING_HEADERS = frozenset({"connection", "content-length", "transfer-encoding", "keep-alive"})
+
+
+def _version_number(version: str) -> tuple[int, int] | None:
+    """``(1, 1)`` for ``HTTP/1.1``; ``None`` for what is not ``HTTP/<digits>.<digits>`` (as the standard library
+    reads it: leading zeros ignored, at most 10 digits each)."""
+    if not version.startswith("HTTP/"):
+        return None
+    parts = version[5:].split(".")
+    if len(parts) != 2 or not all(part.isdigit() and part.isascii() and len(part) <= 10 for part in parts):
+        return None
+    return int(parts[0]), int(parts[1])
 
 
 def default_max_connections() -> int:
@@ -207,12 +219,12 @@ class EmulatorRequestHandler(WSGIRequestHandler):
             self.requestline = self.request_version = self.command = ""
             self.send_json_error(BadRequest("the request line is over 64 KiB"))
             return
-        header_block = self._read_header_block()
-        if header_block is None:  # the client left (or was too slow), or a line was refused: run nothing
+        header_lines = self._read_header_lines()
+        if header_lines is None:  # the client left (or was too slow), or a line was refused: run nothing
             if not self._answered:
                 self._close(timed_out=self.connection in deadlines.expired)
             return
-        if not self._parse_request(header_block):
+        if not self._parse_request(header_lines):
             return
         framing = self._framing_error()
         if framing is not None:
@@ -234,9 +246,9 @@ class EmulatorRequestHandler(WSGIRequestHandler):
             )
         self.close_connection = True
 
-    def _read_header_block(self) -> bytes | None:
-        """The header lines up to and with the empty line, or ``None`` if the connection ends first (or a
-        400 was answered for a header line that is too long, malformed, or one too many)."""
+    def _read_header_lines(self) -> list[bytes] | None:
+        """The header lines (without the empty line that ends them), or ``None`` if the connection ends first
+        (or a 400 was answered for a header line that is too long, malformed, or one too many)."""
         lines: list[bytes] = []
         for _ in range(MAX_HEADER_LINES + 1):
             line = self.rfile.readline(MAX_HEADER_LINE_BYTES + 1)
@@ -246,7 +258,7 @@ class EmulatorRequestHandler(WSGIRequestHandler):
             if not line or not line.endswith(b"\n"):
                 return None
             if line in (b"\r\n", b"\n"):
-                return b"".join(lines) + line
+                return lines
             if not _HEADER_LINE.match(line):  # no colon, space before it, a folded line...: RFC 9112 says 400
                 self.send_json_error(BadRequest(f"malformed header line {line[:60]!r}"))
                 return None
@@ -254,12 +266,51 @@ class EmulatorRequestHandler(WSGIRequestHandler):
         self.send_json_error(BadRequest(f"more than {MAX_HEADER_LINES} header lines"))
         return None
 
-    def _parse_request(self, header_block: bytes) -> bool:
-        rfile, self.rfile = self.rfile, io.BytesIO(header_block)
-        try:
-            return bool(self.parse_request())
-        finally:
-            self.rfile = rfile
+    def _parse_request(self, header_lines: list[bytes]) -> bool:
+        """The request line and the headers, read as ``BaseHTTPRequestHandler.parse_request`` reads them (the
+        same attributes, errors and connection rules), but the headers without the email parser it runs on
+        every request: each line was already checked to be a single ``name:value`` line. ``Expect:
+        100-continue`` is answered by :meth:`run_wsgi`, once. False once an error has been answered."""
+        self.command = None  # type: ignore[assignment]  # as the standard library leaves it until it knows
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        self.requestline = requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = requestline.split()
+        if not words:
+            return False
+        if len(words) >= 3:
+            version = words[-1]
+            number = _version_number(version)
+            if number is None:
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request version ({version!r})")
+                return False
+            if number >= (2, 0):
+                self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Invalid HTTP version ({version[5:]})")
+                return False
+            self.close_connection = number < (1, 1)
+            self.request_version = version
+        if not 2 <= len(words) <= 3:
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({requestline!r})")
+            return False
+        command, path = words[:2]
+        if len(words) == 2:
+            self.close_connection = True
+            if command != "GET":
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad HTTP/0.9 request type ({command!r})")
+                return False
+        if path.startswith("//"):  # as the standard library does: never read as an absolute URI without scheme
+            path = "/" + path.lstrip("/")
+        self.command, self.path = command, path
+        self.headers = headers = HTTPMessage()
+        for line in header_lines:
+            name, _, value = line.decode("iso-8859-1").partition(":")
+            headers[name] = value.lstrip(" \t").rstrip("\r\n")
+        connection = headers.get("Connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        return True
 
     def _framing_error(self) -> LambdapoolError | None:
         lengths = self.headers.get_all("Content-Length") or []
@@ -288,7 +339,8 @@ class EmulatorRequestHandler(WSGIRequestHandler):
     def run_wsgi(self) -> None:
         """Run the application and answer, keeping the connection unless the client or the request's framing
         says otherwise (see the module docstring). The response is sent whole, with its length."""
-        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+        expect = self.headers.get("Expect", "").lower().strip(" \t")
+        if expect == "100-continue" and (_version_number(self.request_version) or (0, 9)) >= (1, 1):
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.environ = environ = self.make_environ()
         answer: list[Any] = []
