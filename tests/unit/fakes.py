@@ -139,9 +139,6 @@ class FakePipeline:
     def rss_bytes(self) -> int | None:
         return None if self.exited.is_set() else self.rss
 
-    def alive(self) -> bool:
-        return not self.killed.is_set()
-
     def freeze(self) -> None:
         self.frozen = True
         self.freezes += 1

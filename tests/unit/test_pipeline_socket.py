@@ -71,7 +71,6 @@ def test_a_killed_pipeline_refuses_calls_at_once(pipeline: tuple[Pipeline, socke
     handle.kill(KillReason.TIMEOUT)
 
     assert handle._sock.fileno() == -1
-    assert not handle.alive()
     with pytest.raises(ChannelClosed):
         handle.receive(600.0)
     with pytest.raises(ChannelClosed):

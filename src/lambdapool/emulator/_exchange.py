@@ -33,8 +33,13 @@ class StillRunning(Exception):
         self.rest = rest
 
 
+class NotDelivered(Exception):
+    """The pipeline was gone before the call reached it (its socket refused the call): the pool has it back as
+    lost, and the call is to wait for another pipeline, as if it had never been given this one."""
+
+
 class Exchange:
-    """The call of ``ticket`` on ``pipeline`` (alive and thawed), from the send to the answer.
+    """The call of ``ticket`` on ``pipeline`` (thawed), from the send to the answer.
     ``release(healthy)`` gives the pipeline back to its pool, or ends it, once the call is done with it."""
 
     def __init__(
@@ -57,8 +62,8 @@ class Exchange:
         self._cold_ms = pipeline.init_ms if ticket.cold else 0.0
 
     def run(self, payload: bytes, give_up_at: float | None = None) -> CallResult:
-        """Send the call and answer it; raises its :class:`LambdapoolError`, or :class:`StillRunning` if no
-        reply came by ``give_up_at``."""
+        """Send the call and answer it; raises its :class:`LambdapoolError`, :class:`StillRunning` if no
+        reply came by ``give_up_at``, or :class:`NotDelivered`."""
         deadline = self._send(payload)
         if give_up_at is None or deadline <= give_up_at:  # the call ends (killed at worst) before the caller gives up
             return _answered(self._settle(None))
@@ -96,8 +101,6 @@ class Exchange:
             header["lambdaEvent"] = True
         if ticket.tail:
             header["tail"] = True
-        if ticket.cold:
-            self._stats.count(Counter.COLD_STARTS)
         sent = False
         healthy = True  # until the call is sent, the pipeline is untouched
         try:
@@ -108,9 +111,11 @@ class Exchange:
             healthy = False
             try:
                 pipeline.send(header, payload, deadline)
-            except (ChannelClosed, OSError, ValueError):
-                raise self._death_error() from None
+            except (ChannelClosed, OSError, ValueError):  # what once cost a check before every call
+                raise NotDelivered() from None
             sent = True
+            if ticket.cold:
+                self._stats.count(Counter.COLD_STARTS)
         finally:
             if not sent:
                 self._release(healthy)

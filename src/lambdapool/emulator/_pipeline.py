@@ -11,9 +11,7 @@ server, not the emulator, is the pipeline's parent) and its private ``/tmp`` (``
 from __future__ import annotations
 
 import enum
-import math
 import os
-import select
 import shutil
 import signal
 import socket
@@ -120,8 +118,8 @@ class PipelineHandle(Protocol):
         ...
 
     def send(self, header: dict[str, Any], payload: bytes, deadline: float) -> None:
-        """Send a call that must end by ``deadline`` (on the pool's clock); raises ``OSError`` if the
-        pipeline is gone."""
+        """Send a call that must end by ``deadline`` (on the pool's clock); raises ``OSError`` or
+        :class:`~lambdapool._errors.ChannelClosed` if the pipeline is gone (it has then received nothing)."""
         ...
 
     def receive(self, wait_s: float | None) -> tuple[dict[str, Any], bytes] | None:
@@ -133,10 +131,6 @@ class PipelineHandle(Protocol):
     def rss_bytes(self) -> int | None:
         """Resident memory now (of everything the pipeline runs: its processes too), or ``None`` once the
         process is gone. What the supervisor polls, every few milliseconds, while a call runs."""
-        ...
-
-    def alive(self) -> bool:
-        """Whether the process can still take a call (not known to have ended). Cheap: one system call."""
         ...
 
     def freeze(self) -> None:
@@ -159,13 +153,6 @@ class PipelineHandle(Protocol):
     def mark_exited(self, status: int) -> None:
         """Record the process's ``waitpid`` status, reported by the fork server."""
         ...
-
-
-def _readable(sock: socket.socket, wait_s: float) -> bool:
-    """Whether ``sock`` has data (or its end, or a shutdown) within ``wait_s``."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(max(0, math.ceil(wait_s * 1000))))
 
 
 class Pipeline:
@@ -224,6 +211,10 @@ class Pipeline:
         return header
 
     def send(self, header: dict[str, Any], payload: bytes, deadline: float) -> None:
+        """A dead process's end of the socket is closed, so the send fails (``EPIPE``): no check before it. One
+        whose exit was reported is refused before the send (a process it started may hold the socket open)."""
+        if self.exited.is_set():
+            raise ChannelClosed("the pipeline process has ended")
         self.calls += 1
         self.call_deadline = deadline
         try:
@@ -238,14 +229,12 @@ class Pipeline:
 
     def receive(self, wait_s: float | None) -> tuple[dict[str, Any], bytes] | None:
         """The reply. The socket blocks without a timeout (a timeout would cost a ``poll`` per read): the
-        supervisor kills the process once the call's deadline passes, which ends the wait. Only a bounded
-        wait (``wait_s``) polls first."""
+        supervisor kills the process once the call's deadline passes, which ends the wait. A bounded wait
+        (``wait_s``) bounds the first read (see :meth:`FrameReader.read_within`)."""
         try:
             self._enter_socket()
             try:
-                if wait_s is not None and not self._reader.has_data() and not _readable(self._sock, wait_s):
-                    return None
-                return self._reader.read()
+                return self._reader.read() if wait_s is None else self._reader.read_within(wait_s)
             finally:
                 self._leave_socket()
         finally:
@@ -267,23 +256,6 @@ class Pipeline:
         started = self._started_processes(SCAN_MAX_AGE_S)
         self._check_tmp()
         return rss + sum(read_private_bytes(pid) for pid, _ in started)
-
-    def alive(self) -> bool:
-        """The exit is not reported and the socket is not at its end (a dead process closed its side)."""
-        if self.exited.is_set():
-            return False
-        try:
-            self._enter_socket()
-        except ChannelClosed:
-            return False
-        try:
-            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        finally:
-            self._leave_socket()
 
     def kill(self, reason: KillReason) -> None:
         """Kill the pipeline and every process it started; remove its ``tmp_dir``."""

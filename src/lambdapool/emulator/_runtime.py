@@ -24,7 +24,7 @@ from .._errors import (
 from .._gateway import GatewayTimeout
 from .._model import EndpointSpec
 from ._calls import CallResult, Superseded, Ticket, rejection
-from ._exchange import Exchange, StillRunning
+from ._exchange import Exchange, NotDelivered, StillRunning
 from ._metrics import Counter, EndpointStats, endpoint_status
 from ._pipeline import KillReason, PipelineHandle
 from ._pool import Action, Dispatch, Fail, PipelineState, PoolCore, PoolSnapshot, Reject, RejectReason, Retire, Start
@@ -417,16 +417,14 @@ class EndpointRuntime:
             pipeline = self._pipelines[pool_id]
             if self._freeze:
                 pipeline.thaw()  # under the lock: a freeze for its previous call cannot come after
-        if not pipeline.alive():
-            with self._lock:
-                ticket.pipeline_id = None
-            self._finish(pool_id, pipeline, healthy=False)
-            return None
 
         def release(healthy: bool) -> None:
             self._release(ticket, pool_id, pipeline, healthy)
 
-        return Exchange(self.spec, self.stats, self._clock, ticket, pipeline, release).run(payload, give_up_at)
+        try:
+            return Exchange(self.spec, self.stats, self._clock, ticket, pipeline, release).run(payload, give_up_at)
+        except NotDelivered:  # it died while idle, before its exit was reported: released as lost
+            return None
 
     def _release(self, ticket: Ticket, pool_id: int, pipeline: PipelineHandle, healthy: bool) -> None:
         """The call is done with its pipeline: give it back to the pool (``healthy``) or end it."""

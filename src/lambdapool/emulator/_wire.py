@@ -7,6 +7,8 @@ bytes, passed through without decoding).
 from __future__ import annotations
 
 import json
+import math
+import select
 import socket
 import struct
 from typing import Any
@@ -80,9 +82,32 @@ class FrameReader:
                 raise ChannelClosed("the peer closed the connection")
             self._buffer += chunk
 
-    def has_data(self) -> bool:
-        """Whether bytes of the next frame are already buffered."""
-        return bool(self._buffer)
+    def read_within(self, wait_s: float) -> tuple[dict[str, Any], bytes] | None:
+        """The next frame if its first bytes come within ``wait_s`` (``None`` otherwise, and nothing is read);
+        then the rest of it, however long it takes. Raises like :meth:`read`.
+
+        The kernel bounds the first read (``SO_RCVTIMEO``): one system call waits, where a ``poll`` and then
+        a ``recv`` were two, and Python lets another thread take the GIL around each."""
+        if not self._buffer and not self._first_bytes_within(wait_s):
+            return None
+        return self.read()
+
+    def _first_bytes_within(self, wait_s: float) -> bool:
+        microseconds = max(1, math.ceil(wait_s * 1_000_000))  # 0 would mean no limit
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(microseconds))
+        except (OSError, struct.error):  # a platform without it: wait with poll
+            return _readable(self.sock, wait_s)
+        try:
+            chunk = self.sock.recv(self.CHUNK_BYTES)
+        except BlockingIOError:  # nothing came in time
+            return False
+        finally:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(0))
+        if not chunk:
+            raise ChannelClosed("the peer closed the connection")
+        self._buffer += chunk
+        return True
 
     def read(self) -> tuple[dict[str, Any], bytes]:
         self._fill(PREFIX_SIZE)
@@ -95,6 +120,18 @@ class FrameReader:
         if not isinstance(header, dict):
             raise ValueError("frame header is not a JSON object")
         return header, payload
+
+
+def _timeval(microseconds: int) -> bytes:
+    """A ``struct timeval`` (``SO_RCVTIMEO``'s value)."""
+    return struct.pack("@ll", microseconds // 1_000_000, microseconds % 1_000_000)
+
+
+def _readable(sock: socket.socket, wait_s: float) -> bool:
+    """Whether ``sock`` has data (or its end, or a shutdown) within ``wait_s``."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(max(0, math.ceil(wait_s * 1000))))
 
 
 def finish_frame(sock: socket.socket, head_size: int, payload_size: int) -> tuple[dict[str, Any], bytes]:
