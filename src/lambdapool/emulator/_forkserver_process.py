@@ -135,7 +135,9 @@ def serve(control: socket.socket, preload: Sequence[str], tmp_root: str = "") ->
             importlib.import_module(module)
         except Exception as exc:  # the pipeline will import it itself and report the error properly
             print(f"lambdapool: could not preload {module}: {exc}", file=sys.stderr)
-    from . import _worker  # noqa: F401  (preloaded for every pipeline)
+    from . import _worker  # preloaded for every pipeline
+
+    _worker.prepare_naming()
 
     wakeup_r, wakeup_w = os.pipe()
     os.set_blocking(wakeup_w, False)

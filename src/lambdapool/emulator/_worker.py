@@ -221,6 +221,17 @@ def pipeline_name(config: PipelineConfig) -> str:
     return f"{where}#{number}"
 
 
+def prepare_naming() -> None:
+    """In the fork server: load ``setproctitle`` and let it do its one-time setup (it moves the environment
+    to make room for titles), so that each pipeline inherits both instead of paying them: about 1 MB of
+    private memory per pipeline. The title it sets is the one the process has."""
+    try:
+        import setproctitle
+    except ImportError:
+        return
+    setproctitle.setproctitle(setproctitle.getproctitle())
+
+
 def _name_process(config: PipelineConfig) -> None:
     """What ``ps`` shows: ``lambdapool: demo/add #1`` (or ``lambdapool: describing app.py``)."""
     try:
