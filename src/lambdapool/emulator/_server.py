@@ -515,18 +515,22 @@ class EmulatorServer(ThreadedWSGIServer):
         with self._changed:
             self._changed.wait_for(lambda: self._waiting == 0, timeout_s)
 
-    def _start_worker(self) -> bool:
-        thread = threading.Thread(target=self._work, name="lambdapool-http-worker", daemon=True)
+    def _start_thread(self, name: str, target: Any, *args: Any) -> bool:
+        """Start a connection thread, owned from here on; whether one could be had."""
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         with self._lock:
             self._connection_threads.add(thread)
         try:
             thread.start()
-        except RuntimeError:  # no thread to be had: the connections wait for a worker to be free
-            log.warning("cannot start another thread to serve connections")
+        except RuntimeError:
             with self._lock:
                 self._connection_threads.discard(thread)
             return False
         return True
+
+    def _start_worker(self) -> None:
+        if not self._start_thread("lambdapool-http-worker", self._work):
+            log.warning("cannot start another thread to serve connections: they wait for a worker to be free")
 
     def _work(self) -> None:
         """Wait for a connection, serve it, and again, until accepting stops or enough others wait."""
@@ -569,24 +573,16 @@ class EmulatorServer(ThreadedWSGIServer):
                 self._rejecting += 1
         if not serve:
             self._start_rejecting(request, client_address)
-        elif another:
+            return True
+        if another:
             self._start_worker()
-        if serve:
-            self._serve(request, client_address)
+        self._serve(request, client_address)
         return True
 
     def _start_rejecting(self, request: socket.socket, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._reject, args=(request, client_address), name="lambdapool-http-reject", daemon=True
-        )
-        with self._lock:
-            self._connection_threads.add(thread)
-        try:
-            thread.start()
-        except RuntimeError:
-            self.shutdown_request(request)
+        if not self._start_thread("lambdapool-http-reject", self._reject, request, client_address):
+            self.shutdown_request(request)  # no thread to answer it
             with self._changed:
-                self._connection_threads.discard(thread)
                 self._rejecting -= 1
                 self._changed.notify_all()
 
