@@ -192,3 +192,51 @@ def test_a_pipeline_that_fails_to_start_shows_its_traceback(console: Callable[..
     assert "b/predict: pipeline b-predict-" in console_text and "failed to start" in console_text
     assert "RuntimeError: the model file is missing" in console_text
     assert "Traceback (most recent call last)" in console_text
+
+
+def test_log_records_go_to_the_console_through_the_runtime_handler_as_on_lambda(
+    console: Callable[..., tuple], tmp_path: Path
+) -> None:
+    """The root logger has the runtime's handler before init code runs, so the app's own ``basicConfig``
+    does nothing (as on Lambda); records at INFO and above reach the console, prefixed by the pipeline,
+    even when the function has redirected ``sys.stderr`` meanwhile."""
+    project = tmp_path / "logs"
+    project.mkdir()
+    (project / "app.py").write_text(
+        textwrap.dedent("""
+        import contextlib
+        import io
+        import logging
+
+        from chalice import Chalice
+        from lambdapool import Service
+        from lambdapool.chalice import mount
+
+        logging.basicConfig(level=logging.DEBUG, format="IGNORED %(message)s")
+        logging.getLogger("init").info("loaded")
+        app = Chalice(app_name="logs")
+        svc = Service("b")
+
+
+        @svc.function()
+        def speak():
+            log = logging.getLogger("mine")
+            log.debug("not shown: below INFO")
+            with contextlib.redirect_stderr(io.StringIO()) as captured:
+                log.warning("careful")
+            return {"redirected": captured.getvalue()}
+
+
+        mount(app, svc)
+    """)
+    )
+    started = console(project)
+    answer = run(started[1], "speak", {})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["response"] == {"redirected": ""}
+
+    lines = stop(started)
+
+    assert "[b/speak#1] [init] INFO loaded" in lines
+    assert "[b/speak#1] [mine] WARNING careful" in lines
+    assert not any("IGNORED" in line or "not shown" in line for line in lines)

@@ -138,6 +138,7 @@ def serve(control: socket.socket, preload: Sequence[str], tmp_root: str = "") ->
     from . import _worker  # preloaded for every pipeline
 
     _worker.prepare_naming()
+    _worker.prepare_logging()
 
     wakeup_r, wakeup_w = os.pipe()
     os.set_blocking(wakeup_w, False)

@@ -10,6 +10,7 @@ import enum
 import importlib.util
 import json
 import os
+import py_compile
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -354,13 +355,31 @@ CODE_ENTRIES = ("app.py", "chalicelib")
 
 def snapshot_code(project_dir: Path, target: Path) -> Path:
     """Copy ``app.py`` and ``chalicelib/`` (data files too, caches left out) to ``target``, a directory of
-    the emulator's own: pipelines of this version import them from there, whatever happens to the files."""
+    the emulator's own: pipelines of this version import them from there, whatever happens to the files.
+
+    The copies are compiled there once (:func:`_compile_snapshot`), so that no pipeline compiles them again."""
     target.mkdir(parents=True)
     shutil.copy2(project_dir / "app.py", target / "app.py")
     library = project_dir / "chalicelib"
     if library.is_dir():
         shutil.copytree(library, target / "chalicelib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    _compile_snapshot(target)
     return target
+
+
+def _compile_snapshot(target: Path) -> None:
+    """Write the bytecode of the snapshot's modules next to them, where the import system looks for it.
+
+    Otherwise, with ``PYTHONDONTWRITEBYTECODE`` set (as in many container images), every pipeline compiled
+    ``app.py`` from source at its start: time, and garbage its memory kept (1.4 MB more private memory per
+    pipeline for an app of 100 endpoints). The snapshot is the emulator's own, so this writes nothing into
+    the project. A file that does not compile is left alone: its pipeline's import reports the error, as
+    the app's init error."""
+    for source in [target / "app.py", *sorted((target / "chalicelib").rglob("*.py"))]:
+        try:
+            py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)), doraise=True)
+        except (py_compile.PyCompileError, OSError, ValueError):
+            continue
 
 
 @dataclasses.dataclass(frozen=True)
