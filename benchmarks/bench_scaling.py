@@ -5,8 +5,9 @@ req/s with ceil 1, 8 and 64, and 1,000 queued calls on one endpoint drained in F
 
 - Start-up: ``lambdapool local`` on a generated app of N endpoints, each ``Pool(floor=1)``, from the
   command to every floor pipeline idle (read from ``/__lambdapool__/status``).
-- Memory: PSS of the emulator and all its children (``/proc/<pid>/smaps_rollup``) once idle, and what
-  each added idle pipeline costs in USS (its private memory).
+- Memory: PSS of the emulator and all its children (``/proc/<pid>/smaps_rollup``) once idle, the USS (private
+  memory) of each pipeline, and what an added idle pipeline costs the whole tree: the PSS of one endpoint
+  with floor 17 against floor 1, divided by the 16 added pipelines.
 - Throughput: ``wrk`` with 64 kept-alive connections on one ``add`` whose pool has ceil (= floor) 1, 8, 64.
 - FIFO: 1,000 tasks submitted to an endpoint with ceil 1; each appends its number to a file: the file
   must list 0..999 in order.
@@ -31,6 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _wrk import ensure_wrk, run_wrk
+
+#: The floor of the second app of the "per added idle pipeline" row (the first has floor 1).
+ADDED_FLOOR = 17
 
 
 def free_port() -> int:
@@ -178,7 +182,21 @@ def main() -> None:
             sizes[endpoints] = pss
             mean_uss = sum(uss) / len(uss) if uss else float("nan")
             print(f"{endpoints:>10}{took:>12.2f}{pss:>14.1f}{mean_uss:>17.2f}")
-        print(f"PSS per added idle pipeline (10 -> 100 endpoints): {(sizes[100] - sizes[10]) / 90:.2f} MB\n")
+        print(f"PSS per added idle pipeline (10 -> 100 endpoints): {(sizes[100] - sizes[10]) / 90:.2f} MB")
+        # The same endpoint with more idle pipelines: what one more costs the whole tree, emulator included.
+        floors: dict[int, tuple[float, list[float]]] = {}
+        for floor in (1, ADDED_FLOOR):
+            project = write_app(root, 1, f"Pool(ceil={floor}, floor={floor}, cruise={floor})")
+            with Local(project) as local:
+                local.wait_idle(floor)
+                time.sleep(1)
+                floors[floor] = local.memory()
+        (small, _), (large, uss) = floors[1], floors[ADDED_FLOOR]
+        added = (large - small) / (ADDED_FLOOR - 1)
+        print(
+            f"1 endpoint, floor 1 -> {ADDED_FLOOR}: PSS per added idle pipeline {added:.2f} MB,"
+            f" USS {sum(uss) / len(uss):.2f} MB each (max {max(uss):.2f})\n"
+        )
 
         print(f"{'ceil':>6}{'req/s (64 conns)':>18}{'p99 ms':>9}")
         for ceil in (1, 8, 64):
