@@ -223,9 +223,14 @@ def parameters_of(function: Callable[..., Any]) -> list[Parameter]:
     the same parameters, without running the general machinery. This runs in every pipeline's init, for each
     endpoint of the app, and what init code touches for the first time costs each pipeline private memory
     (the signature machinery alone was 0.25 MB). Anything else (a wrapper with ``__wrapped__``, a
-    ``__signature__``, a ``functools.partial``, a class, a callable object) goes through ``inspect.signature``.
+    ``__signature__``, any other attribute of its own, a ``functools.partial``, a class, a callable object)
+    goes through ``inspect.signature``.
     """
-    if type(function) is not _FUNCTION_TYPE or hasattr(function, "__wrapped__") or hasattr(function, "__signature__"):
+    if (
+        type(function) is not _FUNCTION_TYPE
+        or function.__dict__  # __wrapped__, __signature__, __text_signature__, a partialmethod's marker...
+        or len(function.__defaults__ or ()) > function.__code__.co_argcount
+    ):
         return [
             Parameter(parameter.name, parameter.kind, parameter.default, parameter.annotation)
             for parameter in inspect.signature(function).parameters.values()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -40,7 +41,9 @@ def hints_of(function: Callable[..., Any]) -> dict[str, Any]:
     code run for the first time costs private memory)."""
     annotations = getattr(function, "__annotations__", None)
     if (
-        isinstance(function, types.FunctionType)
+        sys.version_info >= (3, 11)  # before, get_type_hints makes ``x: float = None`` Optional[float]
+        and isinstance(function, types.FunctionType)
+        and not getattr(function, "__no_type_check__", False)
         and type(annotations) is dict
         and all(type(value) is type for value in annotations.values())
     ):

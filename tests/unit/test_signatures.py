@@ -104,10 +104,48 @@ _with_signature.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
 )
 
 
+def _with_text_signature(*args: Any) -> None: ...
+
+
+_with_text_signature.__text_signature__ = "(a, b=1)"  # type: ignore[attr-defined]
+
+
+class _Methods:
+    def _scaled(self, factor: int, q: float) -> float:
+        return factor * q
+
+    scaled = functools.partialmethod(_scaled, 2)
+
+
+def _too_many_defaults(x: int, y: int) -> int:
+    return x + y
+
+
+_too_many_defaults.__defaults__ = (1, 2, 3)
+
+
 @pytest.mark.parametrize(
     "function",
-    [_wrapper, _Callable(), functools.partial(_wrapped, 1), _with_signature, len],
-    ids=["wraps", "callable object", "partial", "__signature__", "builtin"],
+    [
+        _wrapper,
+        _Callable(),
+        functools.partial(_wrapped, 1),
+        _with_signature,
+        _with_text_signature,
+        _Methods.scaled,
+        _too_many_defaults,
+        len,
+    ],
+    ids=[
+        "wraps",
+        "callable object",
+        "partial",
+        "__signature__",
+        "__text_signature__",
+        "partialmethod",
+        "defaults reassigned",
+        "builtin",
+    ],
 )
 def test_other_callables_get_what_inspect_signature_says(function: Any) -> None:
     expected = [
@@ -115,6 +153,19 @@ def test_other_callables_get_what_inspect_signature_says(function: Any) -> None:
         for parameter in inspect.signature(function).parameters.values()
     ]
     assert [tuple(parameter) for parameter in parameters_of(function)] == expected
+
+
+@typing.no_type_check
+def _unchecked(x: int, y: float = 1.0) -> float:
+    return x + y
+
+
+def test_a_function_marked_no_type_check_takes_any_value() -> None:
+    assert hints_of(_unchecked) == typing.get_type_hints(_unchecked) == {}
+    assert ParameterSpec.from_function(_unchecked, "endpoint s/f").bind({"x": "any", "y": [1]}) == {
+        "x": "any",
+        "y": [1],
+    }
 
 
 def test_a_wrapped_function_binds_by_the_wrapped_signature() -> None:

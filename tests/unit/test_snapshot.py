@@ -33,3 +33,18 @@ def test_the_snapshot_is_compiled_once_and_the_project_is_left_alone(
     assert not Path(importlib.util.cache_from_source(str(target / "chalicelib" / "broken.py"))).exists()
     assert (target / "chalicelib" / "weights.json").read_text() == "{}"
     assert not list(project.rglob("__pycache__"))
+
+
+def test_with_a_pycache_prefix_nothing_is_compiled_where_the_snapshot_would_not_remove_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = tmp_path / "prefix"
+    monkeypatch.setattr(sys, "pycache_prefix", str(prefix))  # as PYTHONPYCACHEPREFIX sets it
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "app.py").write_text("x = 1\n")
+
+    target = snapshot_code(project, tmp_path / "snapshot")
+
+    assert (target / "app.py").read_text() == "x = 1\n"
+    assert not prefix.exists() and not list(target.rglob("*.pyc"))

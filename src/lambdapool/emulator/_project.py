@@ -12,6 +12,7 @@ import json
 import os
 import py_compile
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -374,7 +375,10 @@ def _compile_snapshot(target: Path) -> None:
     ``app.py`` from source at its start: time, and garbage its memory kept (1.4 MB more private memory per
     pipeline for an app of 100 endpoints). The snapshot is the emulator's own, so this writes nothing into
     the project. A file that does not compile is left alone: its pipeline's import reports the error, as
-    the app's init error."""
+    the app's init error. With ``PYTHONPYCACHEPREFIX``, nothing is compiled here: the files would be
+    written under that prefix, where nothing would remove them with the snapshot."""
+    if sys.pycache_prefix is not None:  # the bytecode would go to a tree of its own, outliving the snapshot
+        return
     for source in [target / "app.py", *sorted((target / "chalicelib").rglob("*.py"))]:
         try:
             py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)), doraise=True)
