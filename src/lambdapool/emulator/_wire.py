@@ -99,14 +99,11 @@ class FrameReader:
         except (OSError, struct.error):  # a platform without it: wait with poll
             return _readable(self.sock, wait_s)
         try:
-            chunk = self.sock.recv(self.CHUNK_BYTES)
+            self._fill(1)  # one recv: the buffer is empty
         except BlockingIOError:  # nothing came in time
             return False
         finally:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(0))
-        if not chunk:
-            raise ChannelClosed("the peer closed the connection")
-        self._buffer += chunk
         return True
 
     def read(self) -> tuple[dict[str, Any], bytes]:
