@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,34 @@ def read_banner(process: subprocess.Popen[str]) -> tuple[subprocess.Popen[str], 
     match = next((re.search(r"Serving on (http://\S+)", line) for line in banner if "Serving on" in line), None)
     assert match, banner
     return process, match.group(1), banner
+
+
+@pytest.fixture
+def start_cli(spawn: Callable[..., subprocess.Popen[str]], tmp_path: Path) -> Callable[..., tuple]:
+    """Start ``lambdapool local PROJECT --port 0`` (state outside the project); returns the process, its URL
+    and its banner. The process group is killed at teardown."""
+
+    def start(project: Path, *extra: str) -> tuple[subprocess.Popen[str], str, list[str]]:
+        state_dir = str(tmp_path / "state")
+        process = spawn(
+            [
+                sys.executable,
+                "-m",
+                "lambdapool.cli",
+                "local",
+                str(project),
+                "--port",
+                "0",
+                "--state-dir",
+                state_dir,
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        return read_banner(process)
+
+    return start
 
 
 def received(log: Path) -> list[tuple[str, str]]:

@@ -8,43 +8,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
-from .conftest import APPS, SAMPLE_APP, alive, read_banner, wait_until
+from .conftest import APPS, SAMPLE_APP, alive, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def start_cli(spawn: Callable[..., subprocess.Popen[str]], tmp_path: Path) -> Callable[..., tuple]:
-    """Start ``lambdapool local PROJECT --port 0`` (state outside the project); returns the process, its URL
-    and its banner. The process group is killed at teardown."""
-
-    def start(project: Path, *extra: str) -> tuple[subprocess.Popen[str], str, list[str]]:
-        state_dir = str(tmp_path / "state")
-        process = spawn(
-            [
-                sys.executable,
-                "-m",
-                "lambdapool.cli",
-                "local",
-                str(project),
-                "--port",
-                "0",
-                "--state-dir",
-                state_dir,
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        return read_banner(process)
-
-    return start
 
 
 def _emulator_pids(url: str) -> list[int]:

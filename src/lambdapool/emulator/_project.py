@@ -224,6 +224,19 @@ class Project:
             environment.update({str(key): str(value) for key, value in layer.items()})
         return environment
 
+    def describe_environment(self) -> dict[str, str]:
+        """The configured variables ``app.py`` is imported with to read its declarations: those of every
+        function Chalice deploys from it (each Lambda function imports the whole ``app.py``, so module code
+        may read any of them), the API handler's winning over the others', as ``chalice local`` imports it
+        with the API handler's. Each pipeline then gets its own function's variables alone."""
+        config = self.chalice_config
+        stage_config = config.get("stages", {}).get(self.stage, {})
+        names = {*config.get("lambda_functions", {}), *stage_config.get("lambda_functions", {})} - {API_HANDLER}
+        environment: dict[str, str] = {}
+        for name in [*sorted(names), API_HANDLER]:
+            environment.update(self.function_environment(name))
+        return environment
+
     def pipeline_config(
         self,
         spec: EndpointSpec | None,
@@ -238,7 +251,7 @@ class Project:
         names, else the one the emulator's own environment names, else us-east-1. ``tmp_dir`` stands for the
         environment's private ``/tmp``: it is ``TMPDIR`` (and ``TMP``, ``TEMP``), whatever the function's
         variables say, so ``tempfile`` uses it, in init code too."""
-        environment = self.function_environment(spec.lambda_name) if spec is not None else {}
+        environment = self.function_environment(spec.lambda_name) if spec is not None else self.describe_environment()
         environment.update(aws_environment or {})
         environment.setdefault("TZ", LAMBDA_TZ)
         environment.update(self.lambda_environment(spec, region_of(environment, os.environ)))
