@@ -126,9 +126,10 @@ def uss_bytes(pid: int) -> int:
 
 def bench_cold_start(samples: int) -> dict[str, float]:
     """New pipeline to first result, through the emulator's own fork server, on a trivial app."""
-    from lambdapool.emulator._forkserver import ForkServer
-    from lambdapool.emulator._project import BASE_PRELOAD, PipelineConfig, PipelineMode
-    from lambdapool.emulator._wire import recv_frame, send_frame
+    from lambdapool.emulator.pipelines._config import PipelineConfig, PipelineMode
+    from lambdapool.emulator.pipelines._forkserver import ForkServer
+    from lambdapool.emulator.pipelines._wire import recv_frame, send_frame
+    from lambdapool.emulator.project._project import BASE_PRELOAD
 
     with tempfile.TemporaryDirectory() as project:
         Path(project, "app.py").write_text(

@@ -25,8 +25,8 @@ from ._forward import QUALIFIER_VARIABLE
 from ._gateway import API_GATEWAY_TIMEOUT_S
 from ._model import EndpointSpec
 from ._names import check_deployed_name, deployed_name
-from .emulator._forkserver import ForkServer
-from .emulator._project import Project, describe_project
+from .emulator.pipelines._forkserver import ForkServer
+from .emulator.project._project import Project, describe_project
 
 #: The package's host-side modules; with the ``emulator`` package, all that is not vendored.
 HOST_MODULES = frozenset({"cli.py", "testing.py", "_deploy.py", "tabpy.py"})

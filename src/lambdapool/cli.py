@@ -14,13 +14,13 @@ from ._errors import AppLoadError
 from ._gateway import API_GATEWAY_TIMEOUT_S
 from ._triggers import TriggerKind
 from .emulator import Emulator
-from .emulator._aws import AwsMode
-from .emulator._console import log_to_console
-from .emulator._delivery import ASYNC_RETRY_DELAY_S
 from .emulator._emulator import KEEP_WARM_S
-from .emulator._server import ConnectionLimits, default_max_connections
-from .emulator._tabpy import SERVICE_ID as TABPY_SERVICE
-from .emulator._tasks import Retention
+from .emulator.http._console import log_to_console
+from .emulator.http._server import ConnectionLimits, default_max_connections
+from .emulator.tabpy._store import SERVICE_ID as TABPY_SERVICE
+from .emulator.work._aws import AwsMode
+from .emulator.work._delivery import ASYNC_RETRY_DELAY_S
+from .emulator.work._tasks import Retention
 
 
 def _banner(emulator: Emulator) -> str:
@@ -190,7 +190,7 @@ def test_queries(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from .emulator._test_queries import TEST_QUERIES_DIR, TestQueryError, load_project, play
+    from .emulator.project._test_queries import TEST_QUERIES_DIR, TestQueryError, load_project, play
 
     project = Path(args.project_dir)
     try:

@@ -94,7 +94,7 @@ def deploy(
     name is taken (without ``override``) or the function fails to load there."""
     import cloudpickle
 
-    from .emulator._tabpy_objects import DEFAULT_DOCSTRING, CustomQueryObject
+    from .emulator.tabpy._objects import DEFAULT_DOCSTRING, CustomQueryObject
 
     existing = _request(url, "GET", "/endpoints", auth=auth) or {}
     if name in existing and not override:

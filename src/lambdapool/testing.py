@@ -34,8 +34,8 @@ import pytest
 
 from ._gateway import API_GATEWAY_TIMEOUT_S
 from .emulator import Emulator
-from .emulator._delivery import ASYNC_RETRY_DELAY_S
-from .emulator._test_queries import QueryOutcome, TestQuery, TestQueryError, load_file, play, query_file_of
+from .emulator.project._test_queries import QueryOutcome, TestQuery, TestQueryError, load_file, play, query_file_of
+from .emulator.work._delivery import ASYNC_RETRY_DELAY_S
 
 __all__ = ["Answer", "EmulatorClient", "Emulators"]
 

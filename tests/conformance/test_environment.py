@@ -17,7 +17,7 @@ from chalice.test import Client as ChaliceClient
 
 from lambdapool._model import EndpointSpec
 from lambdapool.emulator import Emulator
-from lambdapool.emulator._project import Project
+from lambdapool.emulator.project._project import Project
 
 from .conftest import ENVIRONMENT_APP, HOST_REGION, HOST_TZ
 

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import requests
 
-from lambdapool.emulator import Emulator, _processes
-from lambdapool.emulator._pipeline import Pipeline
-from lambdapool.emulator._processes import (
+from lambdapool.emulator import Emulator
+from lambdapool.emulator.pipelines import _processes
+from lambdapool.emulator.pipelines._processes import (
     _CHILDREN_FILES,
     TMP_LIMIT_MB,
     ProcessStat,
@@ -30,6 +30,7 @@ from lambdapool.emulator._processes import (
     descendants,
     read_stat,
 )
+from lambdapool.emulator.pool._pipeline import Pipeline
 
 from .conftest import APPS
 

@@ -115,7 +115,7 @@ def test_slash_and_the_bare_prefix_lead_to_the_dashboard(sample: Emulator) -> No
 def test_the_dashboard_shows_functions_deployed_with_tabpy(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    from lambdapool.emulator._tabpy_auth import hash_password
+    from lambdapool.emulator.tabpy._auth import hash_password
     from lambdapool.tabpy import deploy, query
 
     passwords = tmp_path / "passwords.txt"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lambdapool.emulator._forkserver import ForkServer
-from lambdapool.emulator._project import BASE_PRELOAD, PipelineConfig, PipelineMode
-from lambdapool.emulator._wire import recv_frame
+from lambdapool.emulator.pipelines._config import PipelineConfig, PipelineMode
+from lambdapool.emulator.pipelines._forkserver import ForkServer
+from lambdapool.emulator.pipelines._wire import recv_frame
+from lambdapool.emulator.project._project import BASE_PRELOAD
 
 from .conftest import wait_until
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from lambdapool.emulator._server import KEEP_ALIVE_DRAIN_BYTES, MAX_SPARE_WORKERS, ConnectionLimits
+from lambdapool.emulator.http._server import KEEP_ALIVE_DRAIN_BYTES, MAX_SPARE_WORKERS, ConnectionLimits
 
 from ..robustness.rawhttp import Answer, parse_answers
 from .conftest import APPS, Client

@@ -82,7 +82,7 @@ def test_a_reset_empties_the_buckets_back_to_their_seeds(project: Path, start_em
 
 
 def test_a_malformed_buckets_file_is_a_clear_error(project: Path) -> None:
-    from lambdapool.emulator._project import load_buckets
+    from lambdapool.emulator.project._project import load_buckets
 
     (project / "config" / "buckets.json").write_text('{"buckets": [{"seed": "config/seed"}]}')
 

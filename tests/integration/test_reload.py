@@ -170,7 +170,7 @@ def test_a_pool_file_change_reloads_the_pool(project: Path, serve: Callable[...,
 
 
 def test_only_the_files_that_describe_the_project_are_watched(project: Path) -> None:
-    from lambdapool.emulator._reload import watched
+    from lambdapool.emulator.project._reload import watched
 
     root = project.resolve()
     assert watched(root, str(root / "app.py"))

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.serving import make_server
 
-from lambdapool.emulator._server import EmulatorServer
+from lambdapool.emulator.http._server import EmulatorServer
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from lambdapool.emulator._server import ConnectionLimits
+from lambdapool.emulator.http._server import ConnectionLimits
 
 from .conftest import APPS, Client
 

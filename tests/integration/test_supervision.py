@@ -17,9 +17,9 @@ import pytest
 import requests
 
 from lambdapool._errors import ForkServerError
-from lambdapool.emulator._forkserver import ForkServer
-from lambdapool.emulator._project import Project
-from lambdapool.emulator._supervision import RestartBackoff
+from lambdapool.emulator.pipelines._forkserver import ForkServer
+from lambdapool.emulator.pipelines._supervision import RestartBackoff
+from lambdapool.emulator.project._project import Project
 
 from .conftest import APPS, Client, alive, delivered, read_banner, received, wait_until
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdapool.emulator._metrics import Counter
+from lambdapool.emulator.pool._metrics import Counter
 
 from .conftest import SAMPLE_APP, Client
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lambdapool.emulator._server import MAX_SPARE_WORKERS
+from lambdapool.emulator.http._server import MAX_SPARE_WORKERS
 
 from .harness import EmulatorProcess
 from .rawhttp import exchange, send_and_abandon

@@ -1,7 +1,7 @@
 """In-memory stand-ins for pipeline processes, so that pools, deliveries and the HTTP surface are tested
 without processes or sockets (the real ones are covered by tests/integration).
 
-A :class:`FakePipeline` implements :class:`lambdapool.emulator._pipeline.PipelineHandle`: a call runs a
+A :class:`FakePipeline` implements :class:`lambdapool.emulator.pool._pipeline.PipelineHandle`: a call runs a
 Python handler in the calling thread; a handler may block on a :class:`Gate` until the test opens it, or
 until the pipeline is killed (which then ends the call as a dead process would). :class:`ManualClock` is the
 injected clock; :class:`Background` runs a call in a thread and :func:`wait_until` polls with a deadline, so
@@ -19,8 +19,8 @@ from typing import Any, Generic, TypeVar
 
 from lambdapool._errors import ChannelClosed, LambdapoolError
 from lambdapool._model import EndpointSpec
-from lambdapool.emulator._pipeline import KillReason
-from lambdapool.emulator._runtime import EndpointRuntime
+from lambdapool.emulator.pool._pipeline import KillReason
+from lambdapool.emulator.pool._runtime import EndpointRuntime
 
 #: A handler gets the call's arguments and its pipeline; it returns a JSON value or raises a LambdapoolError.
 Handler = Callable[[dict[str, Any], "FakePipeline"], Any]

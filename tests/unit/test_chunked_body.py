@@ -8,7 +8,7 @@ import pytest
 
 from lambdapool._errors import BadRequest
 from lambdapool._invocation import parse_body
-from lambdapool.emulator._server import ChunkedBody
+from lambdapool.emulator.http._server import ChunkedBody
 
 
 def read_all(framed: bytes, size: int = 1 << 20) -> bytes:

@@ -8,7 +8,7 @@ import logging
 import re
 import time
 
-from lambdapool.emulator._console import ConsoleLog
+from lambdapool.emulator.http._console import ConsoleLog
 
 
 class CountingStream(io.StringIO):

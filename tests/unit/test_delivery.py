@@ -17,9 +17,9 @@ import pytest
 from lambdapool import BadRequest, PipelineCrashed, Pool, QueueTimeout
 from lambdapool._errors import Cancelled, LambdapoolError
 from lambdapool._model import EndpointSpec
-from lambdapool.emulator._calls import CallResult
-from lambdapool.emulator._delivery import Deliveries, Delivery, backoff_s, trigger_delivery
-from lambdapool.emulator._runtime import EndpointRuntime
+from lambdapool.emulator.pool._calls import CallResult
+from lambdapool.emulator.pool._runtime import EndpointRuntime
+from lambdapool.emulator.work._delivery import Deliveries, Delivery, backoff_s, trigger_delivery
 
 from .fakes import Background, FakeLauncher, FakePipeline, Gate, ManualClock, fake_runtime, wait_until
 

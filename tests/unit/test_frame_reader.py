@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from lambdapool._errors import ChannelClosed
-from lambdapool.emulator._wire import FrameReader, encode_frame
+from lambdapool.emulator.pipelines._wire import FrameReader, encode_frame
 
 
 @pytest.fixture

@@ -29,11 +29,11 @@ from lambdapool._invocation import ParameterSpec
 from lambdapool._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec, Pool, ServiceSpec
 from lambdapool._tasks import MemoryTaskStore, TaskRecord, TaskState
 from lambdapool._triggers import Trigger
-from lambdapool.emulator._catalog import Catalog
-from lambdapool.emulator._delivery import Deliveries
-from lambdapool.emulator._http import EmulatorApp
-from lambdapool.emulator._runtime import EndpointRuntime
-from lambdapool.emulator._tasks import TaskRunner
+from lambdapool.emulator.http._app import EmulatorApp
+from lambdapool.emulator.pool._runtime import EndpointRuntime
+from lambdapool.emulator.project._catalog import Catalog
+from lambdapool.emulator.work._delivery import Deliveries
+from lambdapool.emulator.work._tasks import TaskRunner
 
 from .fakes import FakeLauncher, FakePipeline, Gate, ManualClock, fake_runtime
 
@@ -126,7 +126,7 @@ class WatchedTaskStore(MemoryTaskStore):
 
 @dataclasses.dataclass
 class FakeHost:
-    """The :class:`~lambdapool.emulator._http.Host` the surface serves, without an emulator around it."""
+    """The :class:`~lambdapool.emulator.http._app.Host` the surface serves, without an emulator around it."""
 
     catalog: Catalog
     tasks: TaskRunner

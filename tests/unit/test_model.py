@@ -11,7 +11,7 @@ import pytest
 from lambdapool import BadRequest, FunctionError, OutputMismatch, Pool, ResultNotSerializable, Service
 from lambdapool._errors import STATUS_BY_ERROR_TYPE, error_from_body
 from lambdapool._invocation import InvocationContext, ParameterSpec, call_endpoint, parse_body
-from lambdapool.emulator._project import load_pool_override
+from lambdapool.emulator.project._project import load_pool_override
 
 
 def context(endpoint_id: str = "f") -> InvocationContext:
@@ -361,7 +361,7 @@ def test_a_pool_file_lowering_ceil_keeps_the_default_cruise_within_it() -> None:
 
 def test_a_pool_file_naming_no_endpoint_is_reported(tmp_path: Path) -> None:
     from lambdapool._model import EndpointSpec, ServiceSpec
-    from lambdapool.emulator._project import unmatched_pool_files
+    from lambdapool.emulator.project._project import unmatched_pool_files
 
     for name in ("demo/add.json", "demo/ad.json"):
         path = tmp_path / "config" / "services" / name

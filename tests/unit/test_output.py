@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import threading
 
-from lambdapool.emulator._worker import OutputTee
+from lambdapool.emulator.pipelines._worker import OutputTee
 
 
 def tee() -> tuple[OutputTee, io.StringIO]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from lambdapool._errors import ChannelClosed
-from lambdapool.emulator._pipeline import KillReason, Pipeline
+from lambdapool.emulator.pool._pipeline import KillReason, Pipeline
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lambdapool import Pool
-from lambdapool.emulator._pool import Dispatch, Fail, PoolCore, Reject, RejectReason, Retire, Start
+from lambdapool.emulator.pool._core import Dispatch, Fail, PoolCore, Reject, RejectReason, Retire, Start
 
 
 def started_pool(pool: Pool) -> PoolCore:

@@ -18,10 +18,10 @@ from lambdapool import BadRequest, FunctionError, OutOfMemory, PipelineCrashed, 
 from lambdapool._errors import Cancelled, LambdapoolError
 from lambdapool._gateway import GatewayTimeout
 from lambdapool._model import EndpointSpec
-from lambdapool.emulator._calls import CallResult, Superseded
-from lambdapool.emulator._pipeline import KillReason
-from lambdapool.emulator._pool import PoolSnapshot
-from lambdapool.emulator._runtime import EndpointRuntime
+from lambdapool.emulator.pool._calls import CallResult, Superseded
+from lambdapool.emulator.pool._core import PoolSnapshot
+from lambdapool.emulator.pool._pipeline import KillReason
+from lambdapool.emulator.pool._runtime import EndpointRuntime
 
 from .fakes import Background, FakeLauncher, FakePipeline, Gate, ManualClock, fake_runtime, wait_until
 
@@ -1044,7 +1044,7 @@ def test_a_call_that_arrived_during_its_pipelines_start_counts_only_the_rest_of_
     """A floor pipeline starting when the endpoint loads: a call arriving 150 ms into its 200 ms init waited
     50 ms of cold start, and its timing adds up to its total."""
     from lambdapool._model import EndpointSpec
-    from lambdapool.emulator._calls import Ticket
+    from lambdapool.emulator.pool._calls import Ticket
 
     spec = EndpointSpec(service_id="svc", endpoint_id="ep")
     ticket = Ticket("req-1", arrived=10.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-from lambdapool.emulator._scheduler import Scheduler
+from lambdapool.emulator.work._scheduler import Scheduler
 
 
 def utc(text: str) -> dt.datetime:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdapool.emulator._project import snapshot_code
+from lambdapool.emulator.project._project import snapshot_code
 
 
 def test_the_snapshot_is_compiled_once_and_the_project_is_left_alone(

@@ -18,9 +18,9 @@ from tabpy.tabpy_server.app.util import parse_pwd_file
 from tabpy.tabpy_server.handlers.util import hash_password as tabpys_hash
 from tabpy.tabpy_tools.custom_query_object import CustomQueryObject as TabPysQueryObject
 
-from lambdapool.emulator._tabpy import Deployed, TabPySettings, TabPyStore
-from lambdapool.emulator._tabpy_auth import PasswordFile, hash_password
-from lambdapool.emulator._tabpy_pipeline import compile_script, tabpy_json
+from lambdapool.emulator.tabpy._auth import PasswordFile, hash_password
+from lambdapool.emulator.tabpy._pipeline import compile_script, tabpy_json
+from lambdapool.emulator.tabpy._store import Deployed, TabPySettings, TabPyStore
 
 TABPY_USER = Path(sys.executable).with_name("tabpy-user")
 
@@ -113,7 +113,7 @@ def test_a_pickle_of_tabpys_client_loads_without_the_tabpy_package(tmp_path: Pat
         f"""
         import json, sys
         sys.modules["tabpy"] = None  # importing tabpy fails from here on
-        from lambdapool.emulator._tabpy_objects import load_query_object
+        from lambdapool.emulator.tabpy._objects import load_query_object
         with open({str(archive)!r}, "rb") as stream:
             deployed = load_query_object(stream.read())
         print(json.dumps([deployed.query(3), deployed.query(x=2, factor=5), deployed.description,
@@ -176,7 +176,7 @@ def test_the_store_keeps_records_and_pickles_across_instances(tmp_path: Path) ->
 
 
 def test_names_are_tabpys_within_a_file_names_length() -> None:
-    from lambdapool.emulator._tabpy import check_name
+    from lambdapool.emulator.tabpy._store import check_name
 
     assert check_name("my model-2_b") == "my model-2_b"
     for name in ("a/b", "..", "é", "", 5, "x" * 129, "__evaluate__"):

@@ -27,7 +27,7 @@ from lambdapool._tasks import (
     run_task_event,
     task_event,
 )
-from lambdapool.emulator._tasks import FileTaskStore, Retention
+from lambdapool.emulator.work._tasks import FileTaskStore, Retention
 
 from .fakes import wait_until
 

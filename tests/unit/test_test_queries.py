@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdapool.emulator._test_queries import TestQueryError, load_file, load_project, query_file_of, same_json
+from lambdapool.emulator.project._test_queries import TestQueryError, load_file, load_project, query_file_of, same_json
 
 
 def write(tmp_path: Path, content: object, service: str = "svc", endpoint: str = "ep") -> Path:

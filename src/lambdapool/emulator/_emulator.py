@@ -26,17 +26,18 @@ from .._gateway import API_GATEWAY_TIMEOUT_S
 from .._invocation import region_of
 from .._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec
 from .._triggers import TriggerKind
-from ._app_routes import api_handler_spec
-from ._aws import AwsMode, LocalAws
-from ._catalog import Catalog, ServedService
-from ._delivery import ASYNC_RETRY_DELAY_S, Deliveries, trigger_delivery
-from ._forkserver import ForkServer
-from ._http import EmulatorApp
-from ._pipeline import Pipeline
-from ._processes import new_tmp_dir, new_tmp_root, process_running, sweep_tmp_roots
-from ._project import (
+from .http._app import EmulatorApp
+from .http._server import ConnectionLimits, EmulatorServer
+from .pipelines._config import PipelineMode
+from .pipelines._forkserver import ForkServer
+from .pipelines._processes import new_tmp_dir, new_tmp_root, process_running, sweep_tmp_roots
+from .pool._pipeline import Pipeline
+from .pool._runtime import EndpointRuntime
+from .pool._starts import INIT_LIMIT_S
+from .project._app_routes import api_handler_spec
+from .project._catalog import Catalog, ServedService
+from .project._project import (
     BASE_PRELOAD,
-    PipelineMode,
     Project,
     ProjectDescription,
     describe_project,
@@ -45,16 +46,15 @@ from ._project import (
     third_party_imports,
     unmatched_pool_files,
 )
-from ._reload import Reloader, ReloadRecord
-from ._runtime import EndpointRuntime
-from ._scheduler import Scheduler, scheduled_event
-from ._server import ConnectionLimits, EmulatorServer
-from ._starts import INIT_LIMIT_S
-from ._tabpy import SERVICE_ID as TABPY_SERVICE
-from ._tabpy_auth import PasswordFile
-from ._tabpy_pipeline import TOKEN_VARIABLE, URL_VARIABLE
-from ._tabpy_service import TabPyFunctions
-from ._tasks import FileTaskStore, Retention, TaskRunner
+from .project._reload import Reloader, ReloadRecord
+from .tabpy._auth import PasswordFile
+from .tabpy._pipeline import TOKEN_VARIABLE, URL_VARIABLE
+from .tabpy._service import TabPyFunctions
+from .tabpy._store import SERVICE_ID as TABPY_SERVICE
+from .work._aws import AwsMode, LocalAws
+from .work._delivery import ASYNC_RETRY_DELAY_S, Deliveries, trigger_delivery
+from .work._scheduler import Scheduler, scheduled_event
+from .work._tasks import FileTaskStore, Retention, TaskRunner
 
 log = logging.getLogger("lambdapool.emulator")
 
@@ -199,7 +199,7 @@ class Emulator:
             self.tabpy = TabPyFunctions(
                 self.project_dir,
                 self.state_dir,
-                self._runtime_for_tabpy,
+                self._runtime_for_handler,
                 passwords=self.passwords,
             )
             self.catalog = self._catalog_for(self._describe(self._forkserver, self.project))
@@ -442,12 +442,14 @@ class Emulator:
         target = code_root / str(os.getpid()) / f"v{self._code_versions}-{uuid.uuid4().hex[:8]}"
         return dataclasses.replace(project, code_dir=snapshot_code(project.directory, target))
 
-    def _runtime_for_tabpy(
-        self, spec: EndpointSpec, mode: PipelineMode, archive: str, environment: dict[str, str]
+    def _runtime_for_handler(
+        self, spec: EndpointSpec, handler: str, options: dict[str, str], environment: dict[str, str]
     ) -> EndpointRuntime:
-        """A runtime whose pipelines run a function deployed with TabPy's client (the pickle ``archive``) or
-        ``/evaluate``'s scripts, not the app's code (see :mod:`._tabpy_pipeline`)."""
-        return self._runtime_for(spec, environment, mode=mode, tabpy_archive=archive, code_dir="")
+        """A runtime whose pipelines serve ``handler`` (a factory's import path, called with ``options``: see
+        :func:`~.pipelines._config.handler_path`), not the app's code, with ``environment`` added."""
+        return self._runtime_for(
+            spec, environment, mode=PipelineMode.HANDLER, handler=handler, handler_options=options, code_dir=""
+        )
 
     def _describe(self, forkserver: ForkServer, project: Project) -> ProjectDescription:
         """``project``'s declarations; raises :class:`AppLoadError` for a service named as TabPy's."""
