@@ -117,3 +117,59 @@ def test_config_vendors_the_package_minus_the_emulator_and_the_host_side_modules
     assert {"__init__.py", "_model.py", "_errors.py", "chalice.py", "py.typed"} <= set(files)
     assert not {"cli.py", "testing.py", "_deploy.py"} & set(files)
     assert (PACKAGE_DIR / "emulator").is_dir() and not any(name.startswith("emulator") for name in files)
+
+
+PIPELINES_DIR = PACKAGE_DIR / "emulator" / "pipelines"
+
+
+def pipeline_side_violations(pipelines_dir: Path, vendored: list[str]) -> list[str]:
+    """Every import-time import of a module of ``emulator/pipelines/`` that reaches beyond the standard
+    library, the model (the vendored modules, which reach ``chalice.app`` at most) and ``pipelines/`` itself.
+    What runs in the fork server is inherited by every pipeline: ``tests/integration/test_pipeline_boundary.py``
+    reads a real pipeline's ``sys.modules``; this finds the import that would put something there."""
+    model = {name.removesuffix(".py") for name in vendored if name.endswith(".py")}
+    problems: list[str] = []
+    for path in sorted(pipelines_dir.glob("*.py")):
+        for statement in import_time_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(statement, ast.ImportFrom) and statement.level:
+                module = statement.module or ""
+                if statement.level == 1:  # pipelines/ itself
+                    continue
+                if statement.level == 3 and module.split(".")[0] in model:
+                    continue
+                problems.append(f"{path.name}:{statement.lineno}: imports {'.' * statement.level}{module}")
+                continue
+            modules = (
+                [statement.module or ""]
+                if isinstance(statement, ast.ImportFrom)
+                else [alias.name for alias in statement.names]
+            )
+            problems += [
+                f"{path.name}:{statement.lineno}: imports {module}"
+                for module in modules
+                if module != "__future__" and module.split(".")[0] not in sys.stdlib_module_names
+            ]
+    return problems
+
+
+def test_the_pipeline_side_imports_only_the_standard_library_the_model_and_itself() -> None:
+    assert pipeline_side_violations(PIPELINES_DIR, runtime_files()) == []
+
+
+def test_the_pipeline_side_check_fails_when_a_pipeline_module_reaches_the_host_side(tmp_path: Path) -> None:
+    copy = tmp_path / "pipelines"
+    shutil.copytree(PIPELINES_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    worker = copy / "_worker.py"
+    worker.write_text(
+        worker.read_text(encoding="utf-8")
+        + "\nfrom ..project._project import Project\nimport werkzeug\nfrom ..._deploy import runtime_files\n"
+        + "from ...emulator import Emulator\n\n\ndef lazy():\n    import chalice.local\n",
+        encoding="utf-8",
+    )
+    problems = pipeline_side_violations(copy, runtime_files())
+    assert [problem.split(": ", 1)[1] for problem in problems] == [
+        "imports ..project._project",
+        "imports werkzeug",
+        "imports ..._deploy",
+        "imports ...emulator",
+    ]

@@ -214,15 +214,27 @@ class Served:
         return cls(config.service_id, API_HANDLER, API_HANDLER, memory_mb, "the app's routes", (), server.handle)
 
 
+#: ``setproctitle.setproctitle``, kept here once :func:`prepare_naming` has loaded it (``None``: not loaded).
+_set_title: Callable[[str], None] | None = None
+
+
 def prepare_naming() -> None:
     """In the fork server: load ``setproctitle`` and let it do its one-time setup (it moves the environment
     to make room for titles), so that each pipeline inherits both instead of paying them: about 1 MB of
-    private memory per pipeline. The title it sets is the one the process has."""
+    private memory per pipeline. The title it sets is the one the process has.
+
+    The module is then taken out of ``sys.modules``, this module keeping the function it needs: it is the
+    emulator's dependency, not the function's, and Lambda's runtime has no ``setproctitle`` for user code to
+    import (what the sandbox leaves on ``sys.path`` decides whether importing it finds a copy)."""
+    global _set_title
     try:
         import setproctitle
-    except ImportError:
+    except ImportError:  # a dependency; without it, ps shows the fork server's command line
         return
     setproctitle.setproctitle(setproctitle.getproctitle())
+    _set_title = setproctitle.setproctitle
+    for name in [name for name in sys.modules if name == "setproctitle" or name.startswith("setproctitle.")]:
+        del sys.modules[name]
 
 
 #: What a pipeline's log records look like on its console (the root logger's handler, level INFO).
@@ -254,12 +266,10 @@ def _log_to(stream: TextIO) -> None:
 
 def _name_process(config: PipelineConfig) -> None:
     """What ``ps`` shows: ``lambdapool: demo/add #1`` (or ``lambdapool: describing app.py``)."""
-    try:
-        from setproctitle import setproctitle
-    except ImportError:  # a dependency; without it, ps shows the fork server's command line
+    if _set_title is None:
         return
     described = config.mode is PipelineMode.DESCRIBE
-    setproctitle("lambdapool: describing app.py" if described else "lambdapool: " + config.name.replace("#", " #"))
+    _set_title("lambdapool: describing app.py" if described else "lambdapool: " + config.name.replace("#", " #"))
 
 
 def run(sock: socket.socket, config: PipelineConfig) -> int:
