@@ -1,9 +1,10 @@
 """Cold starts: what a fresh interpreter spends on an app's Init, against what the emulator reports.
 
-    python benchmarks/cold_start.py [--samples 7]
+    python benchmarks/cold_start.py [--samples 7] [--app boto3|plain]
 
 The app (written to a temporary directory) imports boto3 and creates a client at module level, as many
-Lambda functions do. In the same run, the benchmark measures:
+Lambda functions do (``--app boto3``, the default), or imports only Chalice and lambdapool (``--app plain``).
+In the same run, the benchmark measures:
 
 - a fresh interpreter: ``python -c 'import app'`` in the project, timed inside the process around the import
   (what Lambda's Init Duration covers, imports included), and the whole process's wall time;
@@ -50,6 +51,27 @@ APP = textwrap.dedent(
     mount(app, svc)
     """
 )
+
+PLAIN = textwrap.dedent(
+    """
+    from chalice import Chalice
+
+    from lambdapool import Pool, Service
+    from lambdapool.chalice import mount
+
+    app = Chalice(app_name="coldbench")
+    svc = Service("bench")
+
+
+    @svc.function(pool=Pool(floor=0, ceil=1, cruise=0, queue=4))
+    def ping():
+        return "pong"
+
+
+    mount(app, svc)
+    """
+)
+APPS = {"boto3": APP, "plain": PLAIN}
 
 FRESH = textwrap.dedent(
     """
@@ -100,19 +122,22 @@ def describe(figures: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=7)
+    parser.add_argument("--app", choices=sorted(APPS), default="boto3")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         project = Path(directory)
-        (project / "app.py").write_text(APP)
+        (project / "app.py").write_text(APPS[args.app])
         inits, walls = fresh_interpreter(project, args.samples)
         faithful, imports_ms = emulator_cold_starts(project, args.samples, fast=False)
         fast, _ = emulator_cold_starts(project, args.samples, fast=True)
-    print(f"app importing boto3, {args.samples} samples each (medians)")
+    print(f"app {args.app!r}, {args.samples} samples each (medians)")
     print(f"fresh interpreter, Init (import app)     {describe(inits)}")
     print(f"fresh interpreter, whole process         {describe(walls)}")
     print(f"emulator cold start (default)            {describe(faithful)}")
     print(f"emulator cold start (--fast-cold-starts) {describe(fast)}")
     print(f"fork server start (fresh interpreter + preloaded libraries), added by default: {imports_ms:.1f} ms")
+    ratio = statistics.median(faithful) / statistics.median(walls)
+    print(f"emulated cold start / fresh interpreter's whole process: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -64,8 +64,9 @@ class ForkServer:
     ):
         self._preload = list(preload)
         self._tmp_root = tmp_root
-        #: what the server took from its launch to its greeting, in ms (measured at each start): a fresh
-        #: interpreter's start and its imports of the preloaded libraries, what a pipeline forked from it skips
+        #: what the server took from its launch to its greeting, less its own set-up, in ms (measured at each
+        #: start): a fresh interpreter's start and its imports of the preloaded libraries, what a pipeline
+        #: forked from it skips
         self.startup_ms = 0.0
         self._on_exit = on_exit
         self._restart = restart
@@ -170,7 +171,8 @@ class ForkServer:
             self._end(generation, 0.0)
             raise ForkServerError(f"unexpected fork server greeting {header!r}")
         ours.settimeout(None)
-        self.startup_ms = (time.monotonic() - launched) * 1000
+        # what it took to start, less its own set-up (see _forkserver_process.serve): a fresh interpreter's start
+        self.startup_ms = max(0.0, (time.monotonic() - launched) * 1000 - float(header.get("ownMs", 0.0)))
         return generation
 
     def _install(self, generation: _Generation, *, restart: bool = False) -> bool:
