@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._forward import QUALIFIER_VARIABLE
-from ._gateway import API_GATEWAY_TIMEOUT_S
+from ._limits import API_GATEWAY_TIMEOUT_S, UNZIPPED_LIMIT_BYTES, ZIPPED_LIMIT_BYTES
 from ._model import EndpointSpec
 from ._names import check_deployed_name, deployed_name
 from .emulator.pipelines._forkserver import ForkServer
@@ -30,7 +30,6 @@ from .emulator.project._project import Project, describe_project
 
 #: The package's host-side modules; with the ``emulator`` package, all that is not vendored.
 HOST_MODULES = frozenset({"cli.py", "testing.py", "_deploy.py", "tabpy.py"})
-ZIPPED_LIMIT_BYTES = 50 * 2**20
 
 
 def route_timeout_warnings(
@@ -44,9 +43,6 @@ def route_timeout_warnings(
         for spec in specs
         if spec.trigger is None and spec.timeout_s > gateway_timeout_s
     ]
-
-
-UNZIPPED_LIMIT_BYTES = 250 * 2**20
 
 
 def runtime_files(package_dir: Path = Path(__file__).parent) -> list[str]:

@@ -30,10 +30,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from ._errors import LambdapoolError, PayloadTooLarge, ResponseSizeTooLarge
-from ._model import SYNC_PAYLOAD_LIMIT_BYTES, SYNC_RESPONSE_LIMIT_BYTES
+from ._limits import SYNC_PAYLOAD_LIMIT_BYTES, SYNC_RESPONSE_LIMIT_BYTES
 
 __all__ = [
-    "API_GATEWAY_TIMEOUT_S",
     "CHALICE_BINARY_TYPES",
     "GatewayTimeout",
     "check_event",
@@ -42,8 +41,6 @@ __all__ = [
     "encoded_response_size",
 ]
 
-#: API Gateway's default integration timeout (REST APIs).
-API_GATEWAY_TIMEOUT_S = 29.0
 #: The content types Chalice declares binary by default (``app.api.binary_types``): their bodies travel base64.
 CHALICE_BINARY_TYPES = (
     "application/octet-stream",

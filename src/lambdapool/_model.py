@@ -14,6 +14,12 @@ from typing import Any, TypeVar, overload
 
 from ._folders import check_folders, publish
 from ._invocation import ParameterSpec
+from ._limits import (
+    ASYNC_RETRIES_RANGE,
+    LAMBDA_MEMORY_MB_RANGE,
+    LAMBDA_TIMEOUT_S_RANGE,
+    MAX_EVENT_AGE_S_RANGE,
+)
 from ._names import check_id, lambda_name
 from ._triggers import Trigger
 
@@ -26,20 +32,6 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: Lambda's limits, so that what is declared locally deploys unchanged.
-LAMBDA_TIMEOUT_S_RANGE = (1, 900)
-LAMBDA_MEMORY_MB_RANGE = (128, 10240)
-#: Lambda's limits on an asynchronous invocation's retries and maximum age (its event invoke config).
-ASYNC_RETRIES_RANGE = (0, 2)
-MAX_EVENT_AGE_S_RANGE = (60, 21600)
-#: Lambda's limit on a synchronous request payload (6 MB): the limit on request bodies.
-SYNC_PAYLOAD_LIMIT_BYTES = 6 * 2**20
-#: Lambda's limit on a synchronous response: documented as 6 MB too, enforced 100 bytes above it (Lambda's
-#: own ``Function.ResponseSizeTooLarge`` message names "maximum allowed payload size (6291556 bytes)").
-SYNC_RESPONSE_LIMIT_BYTES = SYNC_PAYLOAD_LIMIT_BYTES + 100
-#: Lambda's limit on an asynchronous invocation's payload (``Event``, and so ``/submit``).
-ASYNC_PAYLOAD_LIMIT_BYTES = 2**20
 
 
 def _check_int(owner: str, name: str, value: object, low: int, high: int | None = None) -> int:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 
+from ._limits import LAMBDA_NAME_LIMIT
+
 __all__ = [
     "ID_PATTERN",
-    "LAMBDA_NAME_LIMIT",
     "TASK_KEY",
     "check_deployed_name",
     "check_id",
@@ -26,8 +27,6 @@ _ID = re.compile(ID_PATTERN)
 #: Marks a Lambda event that carries a task submitted through ``/submit`` (an internal envelope: reserved,
 #: never bound from a request body).
 TASK_KEY = "__lambdapool_task__"
-#: AWS Lambda's limit on a function name.
-LAMBDA_NAME_LIMIT = 64
 
 
 def check_id(kind: str, value: object) -> str:

@@ -43,14 +43,8 @@ from ._forward import forward, forwarding_enabled, function_name, lambda_client,
 from ._gateway import check_event, check_response
 from ._invocation import InvocationContext, LambdaFunction, call_endpoint, call_trigger, parse_body
 from ._keys import check_api_key
-from ._model import (
-    ASYNC_PAYLOAD_LIMIT_BYTES,
-    SYNC_PAYLOAD_LIMIT_BYTES,
-    SYNC_RESPONSE_LIMIT_BYTES,
-    Endpoint,
-    EndpointSpec,
-    Service,
-)
+from ._limits import ASYNC_PAYLOAD_LIMIT_BYTES, SYNC_PAYLOAD_LIMIT_BYTES, SYNC_RESPONSE_LIMIT_BYTES
+from ._model import Endpoint, EndpointSpec, Service
 from ._names import TASK_KEY, check_deployed_name, run_path, submit_path
 from ._tasks import (
     MemoryTaskStore,

@@ -11,15 +11,13 @@ from types import FrameType
 
 from ._deploy import route_timeout_warnings
 from ._errors import AppLoadError
-from ._gateway import API_GATEWAY_TIMEOUT_S
+from ._limits import API_GATEWAY_TIMEOUT_S, ASYNC_RETRY_DELAY_S, KEEP_WARM_S
 from ._triggers import TriggerKind
 from .emulator import Emulator
-from .emulator._emulator import KEEP_WARM_S
 from .emulator.http._console import log_to_console
 from .emulator.http._server import ConnectionLimits, default_max_connections
 from .emulator.tabpy._store import SERVICE_ID as TABPY_SERVICE
 from .emulator.work._aws import AwsMode
-from .emulator.work._delivery import ASYNC_RETRY_DELAY_S
 from .emulator.work._tasks import Retention
 
 

@@ -32,10 +32,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from ._gateway import API_GATEWAY_TIMEOUT_S
+from ._limits import API_GATEWAY_TIMEOUT_S, ASYNC_RETRY_DELAY_S
 from .emulator import Emulator
 from .emulator.project._test_queries import QueryOutcome, TestQuery, TestQueryError, load_file, play, query_file_of
-from .emulator.work._delivery import ASYNC_RETRY_DELAY_S
 
 __all__ = ["Answer", "EmulatorClient", "Emulators"]
 

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 import requests
 
+from lambdapool._limits import TMP_LIMIT_MB
 from lambdapool.emulator import Emulator
 from lambdapool.emulator.pipelines import _processes
 from lambdapool.emulator.pipelines._processes import (
     _CHILDREN_FILES,
-    TMP_LIMIT_MB,
     ProcessStat,
     _LiveProcesses,
     _ScannedProcesses,

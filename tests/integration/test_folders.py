@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from chalice.test import Client as ChaliceClient
 
-from lambdapool._deploy import FOLDERS_MANIFEST, UNZIPPED_LIMIT_BYTES, configure
+from lambdapool._deploy import FOLDERS_MANIFEST, configure
+from lambdapool._limits import UNZIPPED_LIMIT_BYTES
 
 from .conftest import Client
 from .test_chalice_adapter import load_app

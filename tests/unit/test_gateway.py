@@ -19,7 +19,7 @@ from lambdapool._gateway import (
     encoded_response_size,
     is_binary,
 )
-from lambdapool._model import SYNC_PAYLOAD_LIMIT_BYTES, SYNC_RESPONSE_LIMIT_BYTES
+from lambdapool._limits import SYNC_PAYLOAD_LIMIT_BYTES, SYNC_RESPONSE_LIMIT_BYTES
 
 JSON = {"Content-Type": "application/json"}
 

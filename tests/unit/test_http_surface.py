@@ -26,7 +26,8 @@ from werkzeug.test import Client, TestResponse
 
 from lambdapool._errors import FunctionError
 from lambdapool._invocation import ParameterSpec
-from lambdapool._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec, Pool, ServiceSpec
+from lambdapool._limits import SYNC_PAYLOAD_LIMIT_BYTES
+from lambdapool._model import EndpointSpec, Pool, ServiceSpec
 from lambdapool._tasks import MemoryTaskStore, TaskRecord, TaskState
 from lambdapool._triggers import Trigger
 from lambdapool.emulator.http._app import EmulatorApp

@@ -5,7 +5,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from lambdapool._deploy import UNZIPPED_LIMIT_BYTES, PackageSize, package_size
+from lambdapool._deploy import PackageSize, package_size
+from lambdapool._limits import UNZIPPED_LIMIT_BYTES
 
 
 def test_a_small_package_is_within_the_limits(tmp_path: Path) -> None:

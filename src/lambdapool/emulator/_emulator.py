@@ -22,9 +22,9 @@ from typing import Any
 
 from .._errors import AppLoadError
 from .._forward import QUALIFIER_VARIABLE
-from .._gateway import API_GATEWAY_TIMEOUT_S
 from .._invocation import region_of
-from .._model import SYNC_PAYLOAD_LIMIT_BYTES, EndpointSpec
+from .._limits import API_GATEWAY_TIMEOUT_S, ASYNC_RETRY_DELAY_S, INIT_LIMIT_S, KEEP_WARM_S, SYNC_PAYLOAD_LIMIT_BYTES
+from .._model import EndpointSpec
 from .._triggers import TriggerKind
 from .http._app import EmulatorApp
 from .http._server import ConnectionLimits, EmulatorServer
@@ -33,7 +33,6 @@ from .pipelines._forkserver import ForkServer
 from .pipelines._processes import new_tmp_dir, new_tmp_root, process_running, sweep_tmp_roots
 from .pool._pipeline import Pipeline
 from .pool._runtime import EndpointRuntime
-from .pool._starts import INIT_LIMIT_S
 from .project._app_routes import api_handler_spec
 from .project._catalog import Catalog, ServedService
 from .project._project import (
@@ -52,7 +51,7 @@ from .tabpy._pipeline import TOKEN_VARIABLE, URL_VARIABLE
 from .tabpy._service import TabPyFunctions
 from .tabpy._store import SERVICE_ID as TABPY_SERVICE
 from .work._aws import AwsMode, LocalAws
-from .work._delivery import ASYNC_RETRY_DELAY_S, Deliveries, trigger_delivery
+from .work._delivery import Deliveries, trigger_delivery
 from .work._scheduler import Scheduler, scheduled_event
 from .work._tasks import FileTaskStore, Retention, TaskRunner
 
@@ -69,11 +68,6 @@ def _drain_bound_s(runtime: EndpointRuntime) -> float:
     again included) and its run."""
     spec = runtime.spec
     return spec.pool.timeout_ms / 1000 + runtime.init_limit_s + 2 * spec.timeout_s + 5
-
-
-#: How long a scale-to-zero pool keeps its last pipeline warm. Lambda documents no figure; environments are
-#: commonly seen kept for 5 to 15 minutes: the low end, so that a test finds warm no more than AWS would.
-KEEP_WARM_S = 300.0
 
 
 #: How long a pipeline above its pool's ``cruise`` stays idle before it is retired: a burst is over when no

@@ -22,7 +22,7 @@ from werkzeug.wrappers import Request, Response
 from ..._errors import BadRequest, LambdapoolError, MethodNotAllowed, NotFound
 from ..._gateway import check_event, check_response
 from ..._invocation import parse_body
-from ..._model import ASYNC_PAYLOAD_LIMIT_BYTES
+from ..._limits import ASYNC_PAYLOAD_LIMIT_BYTES
 from ..._names import ID_PATTERN
 from ..._tasks import TaskState
 from ..pipelines._config import pipeline_name

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-#: The ``/tmp`` Lambda gives a function by default (its "ephemeral storage").
-TMP_LIMIT_MB = 512
 #: How often a running call's ``/tmp`` is measured (walking a directory costs more than reading memory).
 TMP_CHECK_INTERVAL_S = 1.0
 #: The longest path a pipeline's ``/tmp`` may have: programs create Unix sockets in ``TMPDIR`` (Python's

@@ -6,22 +6,52 @@ is retried with a doubling wait, then given up on with an error line saying what
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
 
 
-def describe_returncode(returncode: int | None) -> str:
-    """A :class:`subprocess.Popen` return code in words (negative: the signal that killed the process)."""
-    if returncode is None:
-        return "is still running"
-    if returncode < 0:
+@dataclasses.dataclass(frozen=True)
+class ProcessExit:
+    """How a process ended: the code it exited with, or the signal that killed it (exactly one is set)."""
+
+    code: int | None = None
+    signal_number: int | None = None
+
+    @classmethod
+    def of_wait_status(cls, status: int) -> ProcessExit:
+        """From a ``waitpid`` status (what the fork server reports of a pipeline)."""
+        if os.WIFSIGNALED(status):
+            return cls(signal_number=os.WTERMSIG(status))
+        return cls(code=os.WEXITSTATUS(status))
+
+    @classmethod
+    def of_returncode(cls, returncode: int) -> ProcessExit:
+        """From a :class:`subprocess.Popen` return code (negative: the signal that killed the process)."""
+        return cls(signal_number=-returncode) if returncode < 0 else cls(code=returncode)
+
+    @property
+    def signal(self) -> signal.Signals | None:
+        """The signal that killed it, if it is one Python knows."""
         try:
-            return f"was killed by {signal.Signals(-returncode).name}"
+            return signal.Signals(self.signal_number) if self.signal_number is not None else None
         except ValueError:
-            return f"was killed by signal {-returncode}"
-    return f"exited with code {returncode}"
+            return None
+
+    def __str__(self) -> str:
+        """``exited with code 3``, ``was killed by SIGKILL``."""
+        if self.signal_number is None:
+            return f"exited with code {self.code}"
+        known = self.signal
+        return f"was killed by {known.name if known is not None else f'signal {self.signal_number}'}"
+
+
+def describe_returncode(returncode: int | None) -> str:
+    """A :class:`subprocess.Popen` return code in words (``None``: still running)."""
+    return "is still running" if returncode is None else str(ProcessExit.of_returncode(returncode))
 
 
 class RestartBackoff:

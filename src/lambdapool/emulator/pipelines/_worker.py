@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from ..._errors import ChannelClosed, FunctionError, LambdapoolError, OutOfMemory
 from ..._invocation import InvocationContext, LambdaFunction, call_endpoint, call_trigger, encode_result
+from ..._limits import LOG_TAIL_BYTES
 from ..._model import Endpoint, Service
 from ..._names import TASK_KEY
 from ..._tasks import run_task_event
@@ -39,8 +40,9 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
-#: How much of a call's output a pipeline keeps for ``LogType=Tail`` (Lambda returns the last 4 KB of the log).
-LOG_TAIL_CHARS = 4096
+#: How much of a call's output a pipeline keeps for ``LogType=Tail``: as many characters as Lambda returns
+#: bytes (so at least its last 4 KB; the Invoke API cuts the log to the bytes).
+LOG_TAIL_CHARS = LOG_TAIL_BYTES
 
 
 class OutputTee:

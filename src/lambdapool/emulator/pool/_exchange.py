@@ -19,7 +19,8 @@ from ..._errors import (
     ResponseSizeTooLarge,
     error_from_body,
 )
-from ..._model import SYNC_RESPONSE_LIMIT_BYTES, EndpointSpec
+from ..._limits import SYNC_RESPONSE_LIMIT_BYTES
+from ..._model import EndpointSpec
 from ._calls import CallLog, CallResult, Ticket
 from ._metrics import Counter, EndpointStats
 from ._pipeline import KillReason, PipelineHandle, ending

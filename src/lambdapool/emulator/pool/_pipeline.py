@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..._errors import Cancelled, ChannelClosed, LambdapoolError, OutOfMemory, PipelineCrashed, Timeout
+from ..._limits import TMP_LIMIT_MB
 from ..._model import EndpointSpec
 from ..pipelines._processes import (
     MAX_STOP_ROUNDS,
     SCAN_MAX_AGE_S,
     TMP_CHECK_INTERVAL_S,
-    TMP_LIMIT_MB,
     Process,
     descendants,
     directory_bytes,
@@ -38,6 +38,7 @@ from ..pipelines._processes import (
     session_members,
     signal_process,
 )
+from ..pipelines._supervision import ProcessExit
 from ..pipelines._wire import FrameReader, send_frame
 from ._metrics import Counter
 
@@ -60,14 +61,7 @@ def describe_exit(status: int | None) -> str:
     """A ``waitpid`` status in words."""
     if status is None:
         return "the pipeline process ended"
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = f"signal {number}"
-        return f"the pipeline process was killed by {name}"
-    return f"the pipeline process exited with code {os.WEXITSTATUS(status)}"
+    return f"the pipeline process {ProcessExit.of_wait_status(status)}"
 
 
 def ending(

@@ -22,13 +22,14 @@ from ..._errors import (
     PipelineCrashed,
 )
 from ..._gateway import GatewayTimeout
+from ..._limits import INIT_LIMIT_S
 from ..._model import EndpointSpec
 from ._calls import CallResult, Superseded, Ticket, rejection
 from ._core import Action, Dispatch, Fail, PipelineState, PoolCore, PoolSnapshot, Reject, RejectReason, Retire, Start
 from ._exchange import Exchange, NotDelivered, StillRunning
 from ._metrics import Counter, EndpointStats, endpoint_status
 from ._pipeline import KillReason, PipelineHandle
-from ._starts import INIT_LIMIT_S, Launcher, Starter
+from ._starts import Launcher, Starter
 
 log = logging.getLogger("lambdapool.runtime")
 

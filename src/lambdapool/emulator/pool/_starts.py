@@ -25,8 +25,6 @@ from ._pipeline import KillReason, PipelineHandle, ending
 
 log = logging.getLogger("lambdapool.starts")
 
-#: Lambda's limit on the Init phase of an on-demand execution environment.
-INIT_LIMIT_S = 10.0
 
 #: ``launch(pool_id, label)`` starts a pipeline and returns its handle (before it reports ready).
 Launcher = Callable[[int, str], PipelineHandle]

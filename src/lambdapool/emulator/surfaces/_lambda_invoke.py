@@ -12,7 +12,6 @@ import dataclasses
 import enum
 import logging
 import math
-import os
 import signal
 import time
 import uuid
@@ -34,9 +33,10 @@ from ..._errors import (
 )
 from ..._invocation import LOCAL_ACCOUNT_ID, parse_json
 from ..._keys import is_authorized
-from ..._model import ASYNC_PAYLOAD_LIMIT_BYTES
+from ..._limits import ASYNC_PAYLOAD_LIMIT_BYTES, LOG_TAIL_BYTES
 from ..._names import TASK_KEY
 from ..http._requests import json_response, read_body
+from ..pipelines._supervision import ProcessExit
 from ..pool._calls import CallLog
 from ..pool._runtime import EndpointRuntime
 from ..work._delivery import Delivery
@@ -97,10 +97,6 @@ def lambda_arguments(runtime: EndpointRuntime, payload: Any) -> dict[str, Any]:
     return runtime.spec.parameters.bind(payload)
 
 
-#: ``LogType=Tail`` returns the last 4 KB of the invocation's log.
-LOG_TAIL_BYTES = 4096
-
-
 def log_tail(
     runtime: EndpointRuntime, request_id: str, log: CallLog | None, elapsed_ms: float, init_ms: float | None
 ) -> str:
@@ -149,13 +145,13 @@ def function_error_payload(error: LambdapoolError, request_id: str, runtime: End
 
 def _exit_words(status: int) -> str:
     """A ``waitpid`` status as Lambda's runtime reports it ("exit status 3", "signal: segmentation fault")."""
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        try:
-            return "signal: " + _SIGNAL_WORDS.get(signal.Signals(number), signal.Signals(number).name.lower())
-        except ValueError:
-            return f"signal: {number}"
-    return f"exit status {os.WEXITSTATUS(status)}"
+    ended = ProcessExit.of_wait_status(status)
+    if ended.signal_number is None:
+        return f"exit status {ended.code}"
+    known = ended.signal
+    return "signal: " + (
+        _SIGNAL_WORDS.get(known, known.name.lower()) if known is not None else str(ended.signal_number)
+    )
 
 
 def lambda_error(status: int, error_type: str, message: str, request_id: str, **extra: str) -> Response:

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..._invocation import ParameterSpec
-from ..._model import LAMBDA_MEMORY_MB_RANGE, LAMBDA_TIMEOUT_S_RANGE, EndpointSpec, Pool
+from ..._limits import LAMBDA_MEMORY_MB_RANGE, LAMBDA_TIMEOUT_S_RANGE
+from ..._model import EndpointSpec, Pool
 from ..project._project import load_pool_override
 
 #: The service TabPy's deployed functions are endpoints of.

@@ -19,15 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..._errors import Cancelled, LambdapoolError, NotFound, PipelineCrashed, QueueFull, QueueTimeout
+from ..._limits import ASYNC_RETRY_DELAY_S, MAX_EVENT_AGE_S
 from ..pool._calls import CallResult, Superseded, Ticket
 from ..pool._metrics import Counter
 from ..pool._runtime import EndpointRuntime
 
 log = logging.getLogger("lambdapool.delivery")
-#: How long work keeps retrying a full pool, like Lambda's MaximumEventAgeInSeconds default (6 hours).
-MAX_EVENT_AGE_S = 6 * 3600
-#: The wait before the first retry of a failed asynchronous invocation (the second waits twice as long).
-ASYNC_RETRY_DELAY_S = 60.0
 
 
 def backoff_s(attempt: int) -> float:
