@@ -21,7 +21,7 @@ from ._limits import (
     MAX_EVENT_AGE_S_RANGE,
 )
 from ._names import check_id, lambda_name
-from ._triggers import Trigger
+from ._triggers import S3Trigger, ScheduleTrigger, Trigger, trigger_from_json
 
 __all__ = [
     "Endpoint",
@@ -186,7 +186,7 @@ class EndpointSpec:
             inline=bool(data.get("inline", False)),
             async_retries=int(data.get("asyncRetries", 2)),
             max_event_age_s=int(data.get("maxEventAgeS", 21600)),
-            trigger=Trigger.from_json(data["trigger"]) if data.get("trigger") else None,
+            trigger=trigger_from_json(data["trigger"]) if data.get("trigger") else None,
         )
 
 
@@ -355,7 +355,7 @@ class Service:
         """Declare a scheduled endpoint: ``fn(event)`` runs on an EventBridge ``rate()`` or ``cron()``
         expression (``event`` is shaped like Chalice's ``CloudWatchEvent``). Raises ``ValueError`` for an
         invalid expression, and as :meth:`function` does."""
-        trigger = Trigger.schedule(expression)
+        trigger = ScheduleTrigger.parse(expression)
         return self._decorator(
             _Declaration(
                 endpoint_id,
@@ -388,7 +388,7 @@ class Service:
         starts with ``prefix`` and ends with ``suffix`` (``event`` has ``.bucket`` and ``.key`` like Chalice's
         ``S3Event``). ``events`` defaults to ``["s3:ObjectCreated:*"]``. Raises ``ValueError`` for an invalid
         bucket name or event name, and as :meth:`function` does."""
-        trigger = Trigger.s3(bucket, prefix, suffix, events)
+        trigger: Trigger = S3Trigger.of(bucket, prefix, suffix, events)
         return self._decorator(
             _Declaration(
                 endpoint_id,

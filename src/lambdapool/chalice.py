@@ -56,7 +56,7 @@ from ._tasks import (
     task_bucket,
     task_event,
 )
-from ._triggers import TriggerKind
+from ._triggers import S3Trigger, ScheduleTrigger, assert_never
 
 __all__ = ["handler_name", "mount", "mounted_services", "trigger_event"]
 
@@ -193,10 +193,13 @@ def trigger_event(endpoint: Endpoint, raw_event: dict[str, Any], context: Any = 
     """The Chalice event object a trigger endpoint receives for a raw Lambda event: a ``CloudWatchEvent``
     for a schedule, an ``S3Event`` for an S3 trigger (the same classes Chalice hands its own handlers), whose
     ``context`` is the call's context, as Chalice gives it on Lambda."""
-    assert endpoint.trigger is not None
-    if endpoint.trigger.kind is TriggerKind.SCHEDULE:
+    trigger = endpoint.trigger
+    assert trigger is not None
+    if isinstance(trigger, ScheduleTrigger):
         return CloudWatchEvent(raw_event, context)
-    return S3Event(raw_event, context)
+    if isinstance(trigger, S3Trigger):
+        return S3Event(raw_event, context)
+    assert_never(trigger)
 
 
 class _ColdStart:
@@ -274,9 +277,9 @@ def _register_trigger(blueprint: Blueprint, endpoint: Endpoint) -> Callable[...,
         return _as_lambda_result(lambda: call_trigger(endpoint, event, invocation))
 
     _named(handler, handler_name(endpoint))
-    if trigger.kind is TriggerKind.SCHEDULE:
+    if isinstance(trigger, ScheduleTrigger):
         registration = blueprint.schedule(trigger.expression, name=endpoint.lambda_name)
-    else:
+    elif isinstance(trigger, S3Trigger):
         registration = blueprint.on_s3_event(
             bucket=trigger.bucket,
             events=list(trigger.events),
@@ -284,6 +287,8 @@ def _register_trigger(blueprint: Blueprint, endpoint: Endpoint) -> Callable[...,
             suffix=trigger.suffix or None,
             name=endpoint.lambda_name,
         )
+    else:
+        assert_never(trigger)
     registered: Callable[..., Any] = registration(handler)
     return registered
 

@@ -12,7 +12,6 @@ from types import FrameType
 from ._deploy import route_timeout_warnings
 from ._errors import AppLoadError
 from ._limits import API_GATEWAY_TIMEOUT_S, ASYNC_RETRY_DELAY_S, KEEP_WARM_S
-from ._triggers import TriggerKind
 from .emulator import Emulator
 from .emulator.http._console import log_to_console
 from .emulator.http._server import ConnectionLimits, default_max_connections
@@ -39,9 +38,7 @@ def _banner(emulator: Emulator) -> str:
             what = (
                 f"  POST {emulator.url}/public/api/v1/{spec.service_id}/{spec.endpoint_id}/run"
                 if trigger is None
-                else f"  {spec.endpoint_id}: on {trigger.expression}"
-                if trigger.kind is TriggerKind.SCHEDULE
-                else f"  {spec.endpoint_id}: on s3://{trigger.bucket}/{trigger.prefix}*{trigger.suffix}"
+                else f"  {spec.endpoint_id}: on {trigger.source}"
             )
             lines.append(
                 f"{what}   "

@@ -29,7 +29,7 @@ from lambdapool._invocation import ParameterSpec
 from lambdapool._limits import SYNC_PAYLOAD_LIMIT_BYTES
 from lambdapool._model import EndpointSpec, Pool, ServiceSpec
 from lambdapool._tasks import MemoryTaskStore, TaskRecord, TaskState
-from lambdapool._triggers import Trigger
+from lambdapool._triggers import ScheduleTrigger
 from lambdapool.emulator.http._app import EmulatorApp
 from lambdapool.emulator.pool._runtime import EndpointRuntime
 from lambdapool.emulator.project._catalog import Catalog
@@ -47,7 +47,7 @@ TASK_ID = re.compile(r"[0-9a-f]{32}")
 UNKNOWN_TASK = "0123456789abcdef0123456789abcdef"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
-SCHEDULE = Trigger.schedule("rate(1 hour)")
+SCHEDULE = ScheduleTrigger.parse("rate(1 hour)")
 EVENT = ParameterSpec(required=("event",))
 
 # What tests/integration/apps/behaviours/app.py declares (the endpoints these tests use), plus pools shaped

@@ -25,7 +25,7 @@ from .._forward import QUALIFIER_VARIABLE
 from .._invocation import region_of
 from .._limits import API_GATEWAY_TIMEOUT_S, ASYNC_RETRY_DELAY_S, INIT_LIMIT_S, KEEP_WARM_S, SYNC_PAYLOAD_LIMIT_BYTES
 from .._model import EndpointSpec
-from .._triggers import TriggerKind
+from .._triggers import S3Trigger, ScheduleTrigger, assert_never
 from .http._app import EmulatorApp
 from .http._server import ConnectionLimits, EmulatorServer
 from .pipelines._config import PipelineMode
@@ -485,15 +485,21 @@ class Emulator:
         self.scheduler = Scheduler(schedules, self._fire_on_schedule)
         self.scheduler.start()
 
-    def _triggers(self) -> tuple[list[tuple[str, str]], list[tuple[str, Any, int]]]:
-        schedules, s3_triggers = [], []
+    def _triggers(self) -> tuple[list[tuple[str, str]], list[tuple[str, S3Trigger, int]]]:
+        schedules: list[tuple[str, str]] = []
+        s3_triggers: list[tuple[str, S3Trigger, int]] = []
         for runtime in self.catalog.runtimes():
             spec = runtime.spec
-            if spec.trigger is not None and spec.trigger.kind is TriggerKind.SCHEDULE:
-                schedules.append((spec.lambda_name, spec.trigger.expression))
-            elif spec.trigger is not None:
+            trigger = spec.trigger
+            if trigger is None:
+                continue
+            if isinstance(trigger, ScheduleTrigger):
+                schedules.append((spec.lambda_name, trigger.expression))
+            elif isinstance(trigger, S3Trigger):
                 visibility_s = spec.timeout_s + spec.pool.timeout_ms // 1000 + 30
-                s3_triggers.append((spec.lambda_name, spec.trigger, visibility_s))
+                s3_triggers.append((spec.lambda_name, trigger, visibility_s))
+            else:
+                assert_never(trigger)
         return schedules, s3_triggers
 
     def _start_triggers(self) -> None:

@@ -9,7 +9,7 @@ from ..._errors import NotFound, Unauthorized
 from ..._invocation import DEFAULT_REGION
 from ..._keys import is_authorized
 from ..._model import EndpointSpec, ServiceSpec
-from ..._triggers import TriggerKind
+from ..._triggers import ScheduleTrigger
 from ..pipelines._routes import AppRoutes
 from ..pool._runtime import EndpointRuntime
 from ._app_routes import RouteTable
@@ -148,7 +148,7 @@ class Catalog:
         :meth:`service`."""
         runtime = self.service(service_id, authorization).endpoints.get(endpoint_id)
         trigger = runtime.spec.trigger if runtime is not None else None
-        if runtime is None or trigger is None or trigger.kind is not TriggerKind.SCHEDULE:
+        if runtime is None or not isinstance(trigger, ScheduleTrigger):
             raise NotFound(f"no scheduled endpoint {service_id}/{endpoint_id}")
         return runtime
 

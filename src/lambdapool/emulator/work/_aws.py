@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from ..._triggers import Trigger
+from ..._triggers import S3Trigger
 from ..pipelines._supervision import RestartBackoff, describe_returncode, restart_with_backoff
 from ..project._project import Bucket
 
@@ -89,7 +89,7 @@ class LocalAws:
         self._backoff = RestartBackoff()
         self._watcher: threading.Thread | None = None
         self._pollers: list[threading.Thread] = []
-        self._triggers: list[tuple[str, Trigger, int]] = []
+        self._triggers: list[tuple[str, S3Trigger, int]] = []
         self._buckets: list[Bucket] = []  # declared in config/buckets.json: created (and seeded) on moto
         self._queue_urls: dict[str, str] = {}
 
@@ -161,7 +161,7 @@ class LocalAws:
         return boto3.client(service)
 
     def wire_s3_triggers(
-        self, triggers: list[tuple[str, Trigger, int]], deliver: Callable[[str, dict[str, Any]], None]
+        self, triggers: list[tuple[str, S3Trigger, int]], deliver: Callable[[str, dict[str, Any]], None]
     ) -> None:
         """Make every ``(name, trigger, visibility_s)`` receive its bucket's events: a queue each, the
         bucket's notifications to those queues, and a poller calling ``deliver(name, s3_event)``."""
@@ -206,7 +206,7 @@ class LocalAws:
         self._wire()
 
     def rewire_s3_triggers(
-        self, triggers: list[tuple[str, Trigger, int]], deliver: Callable[[str, dict[str, Any]], None]
+        self, triggers: list[tuple[str, S3Trigger, int]], deliver: Callable[[str, dict[str, Any]], None]
     ) -> None:
         """After a reload: wire the triggers again if they changed. A new trigger gets its poller; the poller
         of one that went away stops."""
